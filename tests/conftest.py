@@ -1,0 +1,30 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``postgres`` need row locks and real concurrency; on SQLite they skip with a reason."""
+    if connection.vendor == "postgresql":
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://... (CI runs it)")
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def staff_user(django_user_model):  # type: ignore[no-untyped-def]
+    """A staff member with no permissions at all: tests grant what they need."""
+    return django_user_model.objects.create_user(username="finance", password="pw", is_staff=True)
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache() -> None:
+    """Cached admin filter choices and rate-limit counters must not leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()

@@ -1,0 +1,10 @@
+"""factory-boy factories, one module per app. Import them from here."""
+
+from tests.factories.customers import (
+    ContactFactory,
+    CustomerFactory,
+    InvoiceFactory,
+    PaymentMethodFactory,
+)
+
+__all__ = ["ContactFactory", "CustomerFactory", "InvoiceFactory", "PaymentMethodFactory"]
