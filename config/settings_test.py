@@ -25,3 +25,5 @@ LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 # Static files come from the finders in tests; there is no collectstatic output to scan.
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
+# Tasks run in-process, at the moment they are enqueued (tests enqueue inside transaction.on_commit).
+Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
