@@ -206,3 +206,24 @@ COMPANY_LOGO_URL: str = env.str("COMPANY_LOGO_URL", default="")
 PORTAL_BASE_URL: str = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
 # Tables above this many rows get an estimated, not exact, count on admin changelists.
 ADMIN_EXACT_COUNT_LIMIT: int = env.int("ADMIN_EXACT_COUNT_LIMIT", default=10_000)
+
+# --- Dunning engine -------------------------------------------------------------------------------------
+# simulated (default), stripe, or a dotted path to a dunning.gateways.PaymentGateway subclass.
+PAYMENT_GATEWAY: str = env.str("PAYMENT_GATEWAY", default="simulated")
+SIMULATED_GATEWAY: dict[str, object] = {
+    # "database" keeps the simulated processor's ledger in a table every process shares.
+    "ledger": env.str("SIMULATED_GATEWAY_LEDGER", default="database"),
+    "latency_ms": env.int("SIMULATED_GATEWAY_LATENCY_MS", default=0),
+}
+# Prefix of idempotency keys sent to the gateway. Give each installation sharing one gateway account its own.
+DUNNING_IDEMPOTENCY_PREFIX: str = env.str("DUNNING_IDEMPOTENCY_PREFIX", default="dunning")
+# Concurrent gateway calls per tick, and an optional cap on requests per second (Stripe allows 100/s live).
+DUNNING_GATEWAY_CONCURRENCY: int = env.int("DUNNING_GATEWAY_CONCURRENCY", default=8)
+DUNNING_GATEWAY_RATE_LIMIT: float = env.float("DUNNING_GATEWAY_RATE_LIMIT", default=0)
+# Cases claimed per batch, and how long a claim lasts before another tick may take the case over.
+DUNNING_BATCH_SIZE: int = env.int("DUNNING_BATCH_SIZE", default=1000)
+DUNNING_CLAIM_LEASE_SECONDS: int = env.int("DUNNING_CLAIM_LEASE_SECONDS", default=600)
+# A "processing" decline (the processor's own error) is retried this soon, within the retry cap.
+DUNNING_PROCESSING_RETRY_MINUTES: int = env.int("DUNNING_PROCESSING_RETRY_MINUTES", default=60)
+# How often the scheduled tick runs (sync_schedules installs it).
+DUNNING_TICK_MINUTES: int = env.int("DUNNING_TICK_MINUTES", default=5)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import transaction
-from django.db.models import F
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from customers.actors import Actor
@@ -18,6 +17,30 @@ from customers.models import (
     InvoiceStatus,
     PaymentMethod,
 )
+
+
+class AuditBuffer:
+    """Collects audit rows so a batch of changes costs one INSERT; flushed by whoever opened it."""
+
+    def __init__(self) -> None:
+        self.rows: list[AuditEvent] = []
+
+    def add(self, event: AuditEvent) -> None:
+        self.rows.append(event)
+
+    def flush(self) -> int:
+        count = len(self.rows)
+        if self.rows:
+            AuditEvent.objects.bulk_create(self.rows)
+            self.rows = []
+        return count
+
+
+def _write_audit(rows: list[AuditEvent], audit: AuditBuffer | None) -> None:
+    if audit is not None:
+        audit.rows.extend(rows)
+    elif rows:
+        AuditEvent.objects.bulk_create(rows)
 
 
 def audit_record(
@@ -52,26 +75,12 @@ def customer_create(*, actor: Actor, **fields: Any) -> Customer:
 
 def customer_set_entitlement(*, customer: Customer, state: str, actor: Actor, reason: str = "") -> bool:
     """Move the customer's entitlement state. Returns False (and writes nothing) when it is already there."""
-    if state not in EntitlementState.values:
-        raise ValueError(f"unknown entitlement state {state!r}")
-    with transaction.atomic():
-        previous = (
-            Customer.objects.select_for_update()
-            .filter(pk=customer.pk)
-            .values_list("entitlement_state", flat=True)
-        ).get()
-        if previous == state:
-            return False
-        Customer.objects.filter(pk=customer.pk).update(entitlement_state=state, updated_at=timezone.now())
-        audit_record(
-            actor=actor,
-            action="customer.entitlement_changed",
-            customer=customer,
-            reason=reason,
-            details={"from": previous, "to": state},
-        )
-    customer.entitlement_state = state
-    return True
+    changed = customers_set_entitlement_many(
+        customer_ids=[customer.pk], state=state, actor=actor, reason=reason
+    )
+    if changed:
+        customer.entitlement_state = state
+    return bool(changed)
 
 
 def invoice_create(*, actor: Actor, **fields: Any) -> Invoice:
@@ -97,28 +106,16 @@ def invoice_close(
     Final states are final: the conditional UPDATE only matches a non-final row, so a late or duplicated
     event can never move a paid invoice anywhere else. Returns True only for the call that closed it.
     """
-    if status not in (InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE):
-        raise ValueError(f"{status!r} is not a final invoice status")
-    now = timezone.now()
-    changes: dict[str, Any] = {"status": status, "updated_at": now}
-    with transaction.atomic():
-        if status == InvoiceStatus.PAID:
-            changes.update(amount_paid_minor=F("amount_due_minor"), paid_at=paid_at or now)
-        updated = Invoice.objects.filter(
-            pk=invoice.pk, status__in=[InvoiceStatus.DRAFT, InvoiceStatus.OPEN]
-        ).update(**changes)
-        if not updated:
-            return False
-        audit_record(
-            actor=actor,
-            action=f"invoice.{status}",
-            customer_id=invoice.customer_id,
-            invoice=invoice,
-            reason=reason,
-            details=details,
-        )
+    closed = invoices_close_many(
+        invoice_ids=[invoice.pk],
+        status=status,
+        actor=actor,
+        reason=reason,
+        now=paid_at,
+        details_by_invoice={invoice.pk: details or {}},
+    )
     invoice.refresh_from_db(fields=["status", "amount_paid_minor", "paid_at", "updated_at"])
-    return True
+    return bool(closed)
 
 
 def payment_method_set_default(*, payment_method: PaymentMethod, actor: Actor) -> None:
@@ -135,3 +132,102 @@ def payment_method_set_default(*, payment_method: PaymentMethod, actor: Actor) -
             details={"payment_method_id": payment_method.pk},
         )
     payment_method.is_default = True
+
+
+def invoices_close_many(
+    *,
+    invoice_ids: list[int],
+    status: str,
+    actor: Actor,
+    reason: str = "",
+    now: datetime | None = None,
+    details_by_invoice: dict[int, dict[str, Any]] | None = None,
+    audit: AuditBuffer | None = None,
+) -> list[int]:
+    """Set-based :func:`invoice_close` for the dunning tick: two statements for any number of invoices
+    (one when the caller collects the audit rows in an :class:`AuditBuffer`).
+
+    Returns the ids that this call closed; invoices already in a final state are left exactly as they are.
+    """
+    if status not in (InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE):
+        raise ValueError(f"{status!r} is not a final invoice status")
+    if not invoice_ids:
+        return []
+    now = now or timezone.now()
+    connection = connections[router.db_for_write(Invoice)]
+    paid_columns = (
+        ", amount_paid_minor = amount_due_minor, paid_at = %s" if status == InvoiceStatus.PAID else ""
+    )
+    sql = (
+        f"UPDATE {Invoice._meta.db_table} SET status = %s, updated_at = %s{paid_columns} "
+        f"WHERE id IN ({', '.join(['%s'] * len(invoice_ids))}) AND status IN (%s, %s) "
+        "RETURNING id, customer_id"
+    )
+    params: list[Any] = [status, now, *([now] if paid_columns else []), *invoice_ids]
+    params += [InvoiceStatus.DRAFT, InvoiceStatus.OPEN]
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        closed = dict(cursor.fetchall())
+        _write_audit(
+            [
+                AuditEvent(
+                    **actor.audit_fields(),
+                    occurred_at=now,
+                    action=f"invoice.{status}",
+                    customer_id=customer_id,
+                    invoice_id=invoice_id,
+                    reason=reason,
+                    details=(details_by_invoice or {}).get(invoice_id, {}),
+                )
+                for invoice_id, customer_id in closed.items()
+            ],
+            audit,
+        )
+    return list(closed)
+
+
+def customers_set_entitlement_many(
+    *,
+    customer_ids: list[int],
+    state: str,
+    actor: Actor,
+    reason: str = "",
+    now: datetime | None = None,
+    only_from: list[str] | None = None,
+    audit: AuditBuffer | None = None,
+) -> dict[int, str]:
+    """Set-based :func:`customer_set_entitlement`: returns {customer id: previous state} for those it moved.
+
+    ``only_from`` restricts the move to customers currently in one of those states (dunning only ever moves
+    access forward: a degrade step must not lift a suspension).
+    """
+    if state not in EntitlementState.values:
+        raise ValueError(f"unknown entitlement state {state!r}")
+    if not customer_ids:
+        return {}
+    now = now or timezone.now()
+    with transaction.atomic(savepoint=False):
+        candidates = (
+            Customer.objects.select_for_update().filter(pk__in=customer_ids).exclude(entitlement_state=state)
+        )
+        if only_from is not None:
+            candidates = candidates.filter(entitlement_state__in=only_from)
+        previous = dict(candidates.values_list("pk", "entitlement_state"))
+        if not previous:
+            return {}
+        Customer.objects.filter(pk__in=previous).update(entitlement_state=state, updated_at=now)
+        _write_audit(
+            [
+                AuditEvent(
+                    **actor.audit_fields(),
+                    occurred_at=now,
+                    action="customer.entitlement_changed",
+                    customer_id=customer_id,
+                    reason=reason,
+                    details={"from": old, "to": state},
+                )
+                for customer_id, old in previous.items()
+            ],
+            audit,
+        )
+    return previous

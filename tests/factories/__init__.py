@@ -6,5 +6,14 @@ from tests.factories.customers import (
     InvoiceFactory,
     PaymentMethodFactory,
 )
+from tests.factories.dunning import TEST_ACTOR, failed_invoice, make_policy
 
-__all__ = ["ContactFactory", "CustomerFactory", "InvoiceFactory", "PaymentMethodFactory"]
+__all__ = [
+    "TEST_ACTOR",
+    "ContactFactory",
+    "CustomerFactory",
+    "InvoiceFactory",
+    "PaymentMethodFactory",
+    "failed_invoice",
+    "make_policy",
+]

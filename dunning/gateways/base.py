@@ -1,0 +1,87 @@
+"""The payment gateway interface: small frozen dataclasses in and out.
+
+Every implementation (simulated, Stripe, or a dotted path in ``PAYMENT_GATEWAY``) turns a
+:class:`ChargeRequest` into a :class:`ChargeResult`, or raises :class:`GatewayError` when it cannot tell.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class ChargeOutcome(StrEnum):
+    SUCCEEDED = "succeeded"
+    DECLINED = "declined"
+    # The request reached the gateway but we cannot tell whether money moved (timeout, 5xx after send).
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class ChargeRequest:
+    idempotency_key: str
+    amount_minor: int
+    currency: str
+    customer_ref: str
+    payment_method_ref: str
+    invoice_number: str
+    # Set when the gateway itself issued the invoice (Stripe): pay that invoice instead of a new charge.
+    gateway_invoice_ref: str = ""
+    off_session: bool = True
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    outcome: ChargeOutcome
+    gateway_reference: str = ""
+    # Normalised decline: the processor family ("stripe" for card codes, "ach" for returns) and its code.
+    decline_processor: str = ""
+    decline_code: str = ""
+    message: str = ""
+
+    @property
+    def succeeded(self) -> bool:
+        return self.outcome == ChargeOutcome.SUCCEEDED
+
+
+@dataclass(frozen=True)
+class TruthQuery:
+    """What we know about an attempt whose outcome we never learnt."""
+
+    idempotency_key: str
+    gateway_reference: str = ""
+    gateway_invoice_ref: str = ""
+    amount_minor: int = 0
+    currency: str = ""
+
+
+class GatewayError(Exception):
+    """The gateway could not give an answer.
+
+    ``retryable`` errors (network, timeout, 5xx, rate limit) leave the outcome unknown: the attempt is
+    reconciled later with :meth:`PaymentGateway.get_truth`. Permanent errors (bad request, auth, missing
+    payment method) mean nothing was charged.
+    """
+
+    def __init__(self, message: str, *, retryable: bool, code: str = "") -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code
+
+
+class PaymentGateway(abc.ABC):
+    name: str = "abstract"
+
+    @abc.abstractmethod
+    def charge(self, request: ChargeRequest) -> ChargeResult:
+        """Charge once. Calling again with the same idempotency key must not charge again."""
+
+    @abc.abstractmethod
+    def get_truth(self, query: TruthQuery) -> ChargeResult | None:
+        """What really happened to an attempt; None when the gateway has no record of it (nothing charged)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections; called when a tick is done with the gateway."""

@@ -1,0 +1,47 @@
+"""Dunning models, split by concern; import them from here."""
+
+from dunning.models.attempts import (
+    IN_FLIGHT_STATUSES,
+    AttemptSource,
+    AttemptStatus,
+    PaymentAttempt,
+    SimulatedCharge,
+    SimulatedGatewayRule,
+    attempt_idempotency_key,
+)
+from dunning.models.cases import CaseEvent, CaseEventKind, CaseState, DunningCase, RecoveryChannel
+from dunning.models.declines import RETRYABLE_CATEGORIES, DeclineCategory, DeclineCode
+from dunning.models.policies import (
+    ACCESS_ENDING_ACTIONS,
+    COMMUNICATION_ACTIONS,
+    INVOICE_ENDING_ACTIONS,
+    DunningPolicy,
+    PolicyStep,
+    PolicyVersion,
+    StepAction,
+)
+
+__all__ = [
+    "ACCESS_ENDING_ACTIONS",
+    "COMMUNICATION_ACTIONS",
+    "IN_FLIGHT_STATUSES",
+    "INVOICE_ENDING_ACTIONS",
+    "RETRYABLE_CATEGORIES",
+    "AttemptSource",
+    "AttemptStatus",
+    "CaseEvent",
+    "CaseEventKind",
+    "CaseState",
+    "DeclineCategory",
+    "DeclineCode",
+    "DunningCase",
+    "DunningPolicy",
+    "PaymentAttempt",
+    "PolicyStep",
+    "PolicyVersion",
+    "RecoveryChannel",
+    "SimulatedCharge",
+    "SimulatedGatewayRule",
+    "StepAction",
+    "attempt_idempotency_key",
+]

@@ -1,0 +1,141 @@
+"""Payment attempts: written as pending and committed before the gateway is called."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from customers.models import Invoice, PaymentMethod
+from dunning.models.cases import DunningCase
+from dunning.models.declines import DeclineCategory
+
+
+class AttemptStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+    UNKNOWN = "unknown", "Unknown (to reconcile)"
+
+
+IN_FLIGHT_STATUSES: tuple[str, ...] = (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
+
+
+class AttemptSource(models.TextChoices):
+    INITIAL = "initial", "Initial charge"
+    RETRY = "retry", "Scheduled retry"
+    PORTAL = "portal", "Customer portal"
+    STAFF = "staff", "Staff retry"
+    CARD_UPDATED = "card_updated", "Card updated"
+
+
+class PaymentAttempt(models.Model):
+    invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="payment_attempts")
+    case = models.ForeignKey(
+        DunningCase, null=True, blank=True, on_delete=models.PROTECT, related_name="attempts"
+    )
+    payment_method = models.ForeignKey(
+        PaymentMethod, null=True, blank=True, on_delete=models.SET_NULL, related_name="payment_attempts"
+    )
+    number = models.PositiveSmallIntegerField(help_text="1 is the first charge of the invoice.")
+    source = models.CharField(max_length=16, choices=AttemptSource.choices)
+    status = models.CharField(max_length=16, choices=AttemptStatus.choices, default=AttemptStatus.PENDING)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    gateway = models.CharField(max_length=30)
+    gateway_reference = models.CharField(max_length=100, blank=True)
+    decline_processor = models.CharField(max_length=20, blank=True)
+    decline_code = models.CharField(max_length=64, blank=True)
+    decline_category = models.CharField(max_length=32, choices=DeclineCategory.choices, blank=True)
+    message = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["invoice_id", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["invoice", "number"], name="attempt_number_unique"),
+            # Invariant 1, in the database: one charge in flight per invoice, and one success at most.
+            models.UniqueConstraint(
+                fields=["invoice"], condition=Q(status__in=IN_FLIGHT_STATUSES), name="attempt_one_in_flight"
+            ),
+            models.UniqueConstraint(
+                fields=["invoice"], condition=Q(status=AttemptStatus.SUCCEEDED), name="attempt_one_success"
+            ),
+            models.CheckConstraint(condition=Q(status__in=AttemptStatus.values), name="attempt_status_valid"),
+            models.CheckConstraint(condition=Q(source__in=AttemptSource.values), name="attempt_source_valid"),
+            models.CheckConstraint(condition=Q(amount_minor__gte=0), name="attempt_amount_non_negative"),
+        ]
+        indexes = [
+            models.Index(fields=["case", "number"], name="attempt_case_idx"),
+            models.Index(fields=["payment_method", "created_at"], name="attempt_method_time_idx"),
+            models.Index(
+                fields=["created_at"],
+                condition=Q(status__in=IN_FLIGHT_STATUSES),
+                name="attempt_in_flight_idx",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Attempt {self.number} on {self.invoice_id}: {self.status}"
+
+    @property
+    def idempotency_key(self) -> str:
+        return attempt_idempotency_key(self.pk)
+
+
+def attempt_idempotency_key(attempt_id: int) -> str:
+    """Derived from the attempt row's own id, so a retried call can only ever repeat itself.
+
+    The prefix keeps two installations (or a restored backup) that share a gateway account apart.
+    """
+    return f"{settings.DUNNING_IDEMPOTENCY_PREFIX}-attempt-{attempt_id}"
+
+
+class SimulatedCharge(models.Model):
+    """The simulated gateway's own ledger: what it was asked and what it answered, by idempotency key.
+
+    It plays the part of the processor's records, so tests can prove a charge never happened twice.
+    """
+
+    idempotency_key = models.CharField(max_length=120, unique=True)
+    reference = models.CharField(max_length=64, unique=True)
+    amount_minor = models.BigIntegerField()
+    currency = models.CharField(max_length=3)
+    customer_ref = models.CharField(max_length=100, blank=True)
+    payment_method_ref = models.CharField(max_length=100, blank=True)
+    invoice_ref = models.CharField(max_length=100, blank=True)
+    succeeded = models.BooleanField()
+    decline_code = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-id"]
+
+    def __str__(self) -> str:
+        return f"{self.reference} {'ok' if self.succeeded else self.decline_code}"
+
+
+class SimulatedGatewayRule(models.Model):
+    """Staff-editable outcomes for the simulated gateway, per customer (for demos and tests).
+
+    ``outcomes`` is a sequence used call by call (``["insufficient_funds", "succeeded"]``); the last one
+    repeats. ``fault`` injects ``timeout``, ``server_error`` or ``timeout_after_charge`` on every call.
+    """
+
+    customer_external_id = models.CharField(max_length=100, unique=True)
+    outcomes = models.JSONField(default=list, blank=True)
+    latency_ms = models.PositiveIntegerField(default=0)
+    fault = models.CharField(
+        max_length=24,
+        blank=True,
+        choices=[
+            ("timeout", "Time out before charging"),
+            ("server_error", "5xx error before charging"),
+            ("timeout_after_charge", "Charge, then time out"),
+        ],
+    )
+
+    def __str__(self) -> str:
+        return f"Simulated outcomes for {self.customer_external_id}"

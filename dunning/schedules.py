@@ -1,0 +1,16 @@
+"""The django-q2 schedules this app needs; ``python manage.py sync_schedules`` installs them."""
+
+from __future__ import annotations
+
+from django.conf import settings
+
+
+def schedules() -> list[dict[str, object]]:
+    return [
+        {
+            "name": "dunning: tick",
+            "func": "dunning.tasks.run_dunning_tick",
+            "schedule_type": "I",  # minutes
+            "minutes": settings.DUNNING_TICK_MINUTES,
+        }
+    ]

@@ -1,0 +1,114 @@
+"""Reads for the admin and reports: policy timelines and case timelines."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from dunning.models import CaseEvent, DunningCase, PaymentAttempt, StepAction
+from dunning.schedule import step_due_at
+
+ACTION_ICONS = {
+    StepAction.RETRY: "↻",
+    StepAction.EMAIL: "✉",
+    StepAction.BANNER: "▭",
+    StepAction.WEBHOOK: "⇢",
+    StepAction.ESCALATE: "⚑",
+    StepAction.DEGRADE: "◐",
+    StepAction.SUSPEND: "⏸",
+    StepAction.CANCEL: "✕",
+    StepAction.MARK_UNCOLLECTIBLE: "∅",
+}
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    index: int
+    action: str
+    label: str
+    icon: str
+    due_at: datetime
+    local_time: str
+    categories: Sequence[str]
+
+
+@dataclass(frozen=True)
+class TimelineDay:
+    day: int
+    date_label: str
+    entries: Sequence[TimelineEntry]
+
+
+def policy_timeline(
+    *,
+    steps: Sequence[dict[str, Any]],
+    opened_at: datetime | None = None,
+    time_zone: str = "UTC",
+    shift: timedelta = timedelta(0),
+) -> list[TimelineDay]:
+    """A day-by-day strip of what a policy does to an invoice that failed at ``opened_at``.
+
+    Every day from 0 to the last step appears, so the gaps between actions are visible.
+    """
+    opened_at = opened_at or timezone.now().replace(hour=15, minute=0, second=0, microsecond=0)
+    zone = ZoneInfo(time_zone)
+    by_day: dict[int, list[TimelineEntry]] = {}
+    for index, step in enumerate(steps):
+        due = step_due_at(
+            opened_at=opened_at,
+            day_offset=step["day_offset"],
+            local_hour=step.get("local_hour"),
+            time_zone=time_zone,
+            shift=shift,
+        )
+        template = f" · {step['template_key']}" if step.get("template_key") else ""
+        by_day.setdefault(step["day_offset"], []).append(
+            TimelineEntry(
+                index=index,
+                action=step["action"],
+                label=f"{StepAction(step['action']).label}{template}",
+                icon=ACTION_ICONS.get(step["action"], "•"),
+                due_at=due,
+                local_time=due.astimezone(zone).strftime("%H:%M"),
+                categories=step.get("decline_categories") or [],
+            )
+        )
+    last = max(by_day, default=0)
+    start_date = opened_at.astimezone(zone).date()
+    return [
+        TimelineDay(
+            day=day,
+            date_label=(start_date + timedelta(days=day)).strftime("%a %d %b"),
+            entries=by_day.get(day, []),
+        )
+        for day in range(0, last + 1)
+    ]
+
+
+@dataclass(frozen=True)
+class CaseTimeline:
+    events: QuerySet[CaseEvent]
+    attempts: QuerySet[PaymentAttempt]
+    upcoming: list[TimelineEntry]
+
+
+def case_timeline(*, case: DunningCase) -> CaseTimeline:
+    """Everything that happened to a case, with the attempts and the steps still to come."""
+    events = case.events.select_related("actor_user").order_by("occurred_at", "id")
+    attempts = case.invoice.payment_attempts.select_related("payment_method").order_by("number")
+    upcoming: list[TimelineEntry] = []
+    if case.is_active:
+        days = policy_timeline(
+            steps=case.policy_version.steps,
+            opened_at=case.opened_at,
+            time_zone=case.customer.time_zone,
+            shift=timedelta(seconds=case.schedule_shift_seconds),
+        )
+        upcoming = [entry for day in days for entry in day.entries if entry.index >= case.next_step_index]
+    return CaseTimeline(events=events, attempts=attempts, upcoming=upcoming)

@@ -1,0 +1,433 @@
+"""The tick: claim due cases in batches, run their steps, charge retries, record results.
+
+Per batch of cases:
+1. one transaction claims the batch (row locks, skipped if another tick holds them, then a time-limited
+   lease), loads what the plans need, and inserts a ``pending`` attempt for every retry;
+2. the gateway is called outside any transaction, several calls at a time;
+3. one transaction records every result, runs the other due steps and moves every case on.
+Several ticks on several machines share the work without overlap; a tick that dies leaves leases that
+expire and attempts that the next tick reconciles before charging anything again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, OuterRef, Subquery
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from customers.actors import Actor
+from customers.models import InvoiceStatus, PaymentMethod
+from dunning import state as machine
+from dunning.gateways import PaymentGateway, get_gateway
+from dunning.models import (
+    AttemptSource,
+    AttemptStatus,
+    CaseEventKind,
+    CaseState,
+    DunningCase,
+    PaymentAttempt,
+    PolicyVersion,
+    RecoveryChannel,
+)
+from dunning.services import effects
+from dunning.services.cases import Transition
+from dunning.services.charging import attempts_reconcile, call_gateway, charge_request_for, result_or_unknown
+from dunning.services.declines import DeclineTable
+from dunning.services.events import EventBuffer
+from dunning.services.outcomes import Settlement, settle_attempts
+from dunning.services.planning import (
+    NETWORK_WINDOW,
+    CasePlan,
+    CaseSnapshot,
+    VersionRules,
+    after_failed_retry,
+    plan_case,
+)
+
+logger = logging.getLogger(__name__)
+TICK_ACTOR = Actor.system("dunning tick")
+
+
+@dataclass
+class TickSummary:
+    counts: Counter[str] = field(default_factory=Counter)
+    cases: int = 0
+    batches: int = 0
+    dry_run: bool = False
+
+    def lines(self) -> list[str]:
+        prefix = "[dry run] would run" if self.dry_run else "ran"
+        lines = [f"{prefix}: {self.cases} due case(s) in {self.batches} batch(es)"]
+        for key in sorted(self.counts):
+            if self.counts[key]:
+                lines.append(f"  {key}: {self.counts[key]}")
+        return lines
+
+
+@dataclass
+class _Planned:
+    case: DunningCase
+    plan: CasePlan
+    snapshot: CaseSnapshot
+    rules: VersionRules
+    method: PaymentMethod | None
+
+
+class _Versions:
+    """Published versions never change, so a tick reads each one once and shares it between cases."""
+
+    def __init__(self) -> None:
+        self._versions: dict[int, PolicyVersion] = {}
+        self._rules: dict[int, VersionRules] = {}
+
+    def attach(self, cases: list[DunningCase]) -> None:
+        missing = {case.policy_version_id for case in cases} - self._versions.keys()
+        for version in PolicyVersion.objects.filter(pk__in=missing):
+            self._versions[version.pk] = version
+            self._rules[version.pk] = VersionRules(
+                version.steps, version.max_retries, version.network_retry_cap
+            )
+        for case in cases:
+            case.policy_version = self._versions[case.policy_version_id]
+
+    def __getitem__(self, version_id: int) -> VersionRules:
+        return self._rules[version_id]
+
+
+def claim_due_cases(*, now: datetime, limit: int, lease: timedelta) -> list[int]:
+    """Lease up to ``limit`` due cases to this tick; cases another tick holds are skipped, never waited on.
+
+    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` in id-then-time order, so concurrent ticks take disjoint sets.
+    SQLite: one writer at a time, so the conditional UPDATE alone is atomic.
+    """
+    table = DunningCase._meta.db_table
+    lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    sql = f"""
+        UPDATE {table} SET claimed_until = %s
+        WHERE id IN (
+            SELECT id FROM {table}
+            WHERE state = %s AND next_action_at <= %s AND (claimed_until IS NULL OR claimed_until < %s)
+            ORDER BY next_action_at, id
+            LIMIT %s {lock}
+        )
+        RETURNING id
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [now + lease, CaseState.OPEN, now, now, limit])
+        return sorted(row[0] for row in cursor.fetchall())
+
+
+def _load(case_ids: list[int] | None, *, now: datetime, limit: int, versions: _Versions) -> list[_Planned]:
+    """Read the cases (or, for a dry run, the first due ones) with what planning needs, in three queries."""
+    cases_qs = DunningCase.objects.select_related("invoice", "customer")
+    if case_ids is None:
+        cases_qs = cases_qs.filter(state=CaseState.OPEN, next_action_at__lte=now).order_by(
+            "next_action_at", "id"
+        )[:limit]
+    else:
+        cases_qs = cases_qs.filter(pk__in=case_ids).order_by("id")
+    cases = list(cases_qs)
+    for case in cases:
+        case.invoice.customer = case.customer  # the same row: no second read
+    versions.attach(cases)
+    # Default methods with their attempts in the last 30 days (the card network cap), in one query.
+    recent_attempts = (
+        PaymentAttempt.objects.filter(payment_method=OuterRef("pk"), created_at__gte=now - NETWORK_WINDOW)
+        .order_by()
+        .values("payment_method")
+        .annotate(n=Count("id"))
+        .values("n")
+    )
+    methods = {
+        method.customer_id: method
+        for method in PaymentMethod.objects.filter(
+            customer_id__in={case.customer_id for case in cases}, is_default=True
+        ).annotate(network_attempts=Coalesce(Subquery(recent_attempts), 0))
+    }
+    planned = []
+    for case in cases:
+        method = methods.get(case.customer_id)
+        snapshot = CaseSnapshot(
+            opened_at=case.opened_at,
+            time_zone=case.customer.time_zone,
+            schedule_shift=timedelta(seconds=case.schedule_shift_seconds),
+            next_step_index=case.next_step_index,
+            retry_count=case.retry_count,
+            decline_category=case.decline_category,
+            hard_declined_payment_method_id=case.hard_declined_payment_method_id,
+            default_payment_method_id=method.pk if method else None,
+            network_attempts_30d=method.network_attempts if method else 0,
+        )
+        rules = versions[case.policy_version_id]
+        planned.append(_Planned(case, plan_case(rules, snapshot, now), snapshot, rules, method))
+    return planned
+
+
+def _insert_pending_attempts(retries: list[_Planned], *, gateway: str, now: datetime) -> dict[int, int]:
+    """One INSERT for every retry; returns {case id: attempt id}.
+
+    A case whose invoice already has an attempt in flight (a portal payment, a staff retry) gets none: the
+    partial unique index refuses it and ``ON CONFLICT DO NOTHING`` skips it.
+    """
+    if not retries:
+        return {}
+    table = PaymentAttempt._meta.db_table
+    columns = (
+        "invoice_id, case_id, payment_method_id, number, source, status, amount_minor, currency, gateway, "
+    )
+    columns += "gateway_reference, decline_processor, decline_code, decline_category, message, created_at"
+    rows, params = [], []
+    for item in retries:
+        invoice = item.case.invoice
+        rows.append(
+            "(%s, %s, %s, (SELECT COALESCE(MAX(number), 0) + 1 FROM "
+            + table
+            + " WHERE invoice_id = %s), %s, %s, %s, %s, %s, '', '', '', '', '', %s)"
+        )
+        params += [
+            invoice.pk,
+            item.case.pk,
+            item.method.pk if item.method else None,
+            invoice.pk,
+            AttemptSource.RETRY,
+            AttemptStatus.PENDING,
+            invoice.amount_due_minor - invoice.amount_paid_minor,
+            invoice.currency,
+            gateway,
+            now,
+        ]
+    sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join(rows)} ON CONFLICT DO NOTHING RETURNING case_id, id"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return dict(cursor.fetchall())
+
+
+def _run_batch(
+    *,
+    size: int,
+    now: datetime,
+    lease: timedelta,
+    gateway: PaymentGateway,
+    versions: _Versions,
+    table: DeclineTable,
+    summary: TickSummary,
+) -> int:
+    """Claim and process one batch; returns how many cases it claimed (0: nothing is due)."""
+    soon = timedelta(minutes=settings.DUNNING_PROCESSING_RETRY_MINUTES)
+    # Phase 1, one transaction: claim, load, insert pending attempts. Committed before any charge.
+    with transaction.atomic():
+        case_ids = claim_due_cases(now=now, limit=size, lease=lease)
+        if not case_ids:
+            return 0
+        planned = _load(case_ids, now=now, limit=len(case_ids), versions=versions)
+        open_invoice = [p for p in planned if not p.case.invoice.is_final]
+        retries = [p for p in open_invoice if p.plan.retry_step is not None]
+        attempts = _insert_pending_attempts(retries, gateway=gateway.name, now=now)
+
+    # Phase 2: the gateway, outside any transaction.
+    requests = []
+    for item in retries:
+        attempt_id = attempts.get(item.case.pk)
+        if attempt_id is not None:
+            stub = PaymentAttempt(
+                pk=attempt_id,
+                amount_minor=item.case.invoice.amount_due_minor - item.case.invoice.amount_paid_minor,
+                currency=item.case.invoice.currency,
+                gateway=gateway.name,
+            )
+            requests.append((attempt_id, charge_request_for(stub, item.case.invoice, item.method)))
+    outcomes = call_gateway(gateway, requests)
+
+    # Phase 3: record everything in one transaction.
+    with transaction.atomic():
+        events = EventBuffer()
+        _record_batch(
+            planned, attempts, outcomes, now=now, soon=soon, table=table, events=events, summary=summary
+        )
+        events.flush()
+    summary.cases += len(planned)
+    summary.batches += 1
+    return len(planned)
+
+
+def _record_batch(
+    planned: list[_Planned],
+    attempts: dict[int, int],
+    outcomes: dict[int, Any],
+    *,
+    now: datetime,
+    soon: timedelta,
+    table: DeclineTable,
+    events: EventBuffer,
+    summary: TickSummary,
+) -> None:
+    actor = TICK_ACTOR
+    transitions: dict[int, Transition] = {}
+    recovered_outside: list[DunningCase] = []
+    steps_to_run: list[tuple[DunningCase, int, dict[str, Any]]] = []
+    to_save: list[DunningCase] = []
+    settlements: list[Settlement] = []
+    for item in planned:
+        case, plan = item.case, item.plan
+        case.claimed_until = None
+        if case.invoice.is_final:
+            # Invariant 2: nothing runs after payment. The invoice was closed by another route.
+            if case.invoice.status == InvoiceStatus.PAID:
+                case.recovered_at = now
+                case.recovery_channel = RecoveryChannel.PAID_OUTSIDE
+                case.recovered_amount_minor = case.invoice.amount_paid_minor
+                transitions[case.pk] = Transition(
+                    machine.Event.RECOVER, reason="invoice paid outside dunning"
+                )
+                summary.counts["closed.paid_outside"] += 1
+                recovered_outside.append(case)
+            else:
+                transitions[case.pk] = Transition(
+                    machine.Event.CANCEL, reason=f"invoice {case.invoice.status}"
+                )
+                summary.counts["closed.invoice_" + case.invoice.status] += 1
+            to_save.append(case)
+            continue
+        for index, reason in plan.skipped:
+            events.add(
+                case_id=case.pk,
+                kind=CaseEventKind.STEP_SKIPPED,
+                actor=actor,
+                at=now,
+                step_index=index,
+                reason=reason,
+            )
+        summary.counts["skipped"] += len(plan.skipped)
+        steps_to_run.extend((case, index, item.rules.steps[index]) for index in plan.run)
+        if plan.retry_step is not None and case.pk in attempts:
+            attempt_id = attempts[case.pk]
+            result, error = result_or_unknown(outcomes[attempt_id])
+            on_failure = after_failed_retry(
+                item.rules, item.snapshot, plan, category=_category(result, table), now=now, soon=soon
+            )
+            events.add(
+                case_id=case.pk,
+                kind=CaseEventKind.ATTEMPT_STARTED,
+                actor=actor,
+                at=now,
+                step_index=plan.retry_step,
+                reason="scheduled retry",
+                details={"attempt_id": attempt_id},
+            )
+            settlements.append(
+                Settlement(
+                    attempt_id=attempt_id,
+                    invoice_id=case.invoice_id,
+                    amount_minor=case.invoice.amount_due_minor - case.invoice.amount_paid_minor,
+                    source=AttemptSource.RETRY,
+                    payment_method_id=item.method.pk if item.method else None,
+                    case=case,
+                    result=result,
+                    error=error,
+                    counts_as_retry=True,
+                    next_on_failure=on_failure,
+                    retry_step=plan.retry_step,
+                )
+            )
+            continue
+        if plan.retry_step is not None:
+            # Another charge of this invoice is in flight: come back to this retry shortly.
+            case.next_step_index, case.next_action_at = plan.retry_step, now + timedelta(minutes=5)
+            summary.counts["retry.deferred_in_flight"] += 1
+        else:
+            case.next_step_index, case.next_action_at = plan.next_step_index, plan.next_action_at
+            if plan.finished:
+                transitions[case.pk] = Transition(
+                    machine.Event.EXHAUST, reason="policy finished without payment"
+                )
+                summary.counts["exhausted"] += 1
+        to_save.append(case)
+
+    decline_messages = {item.case.pk: table.customer_message(item.case.decline_code) for item in planned}
+    summary.counts.update(
+        effects.run_steps(
+            steps=steps_to_run, decline_messages=decline_messages, actor=actor, now=now, events=events
+        )
+    )
+    # One statement saves every case of the batch: those with attempt results and all the others.
+    counts, saved = settle_attempts(
+        settlements=settlements,
+        table=table,
+        actor=actor,
+        now=now,
+        events=events,
+        extra_cases=to_save,
+        extra_transitions=transitions,
+    )
+    summary.counts.update(counts)
+    summary.counts["recovered"] += sum(1 for case in recovered_outside if case.pk in saved)
+
+
+def _category(result: Any, table: DeclineTable) -> str:
+    if result is None or result.succeeded:
+        return ""
+    return table.lookup(
+        result.decline_processor or "stripe", result.decline_code or "generic_decline"
+    ).category
+
+
+def run_tick(
+    *,
+    now: datetime | None = None,
+    dry_run: bool = False,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    gateway: PaymentGateway | None = None,
+    progress: Callable[[TickSummary], None] | None = None,
+) -> TickSummary:
+    """Run every due step once. ``now`` lets staff preview and tests travel in time."""
+    now = now or timezone.now()
+    batch_size = batch_size or settings.DUNNING_BATCH_SIZE
+    lease = timedelta(seconds=settings.DUNNING_CLAIM_LEASE_SECONDS)
+    summary = TickSummary(dry_run=dry_run)
+    versions = _Versions()
+    table = DeclineTable()
+    if dry_run:
+        for item in _load(None, now=now, limit=limit or batch_size, versions=versions):
+            summary.cases += 1
+            summary.counts.update(item.rules.steps[i]["action"] for i in item.plan.run)
+            summary.counts["skipped"] += len(item.plan.skipped)
+            summary.counts["retry"] += item.plan.retry_step is not None
+            summary.counts["exhausted"] += item.plan.finished
+        summary.batches = 1 if summary.cases else 0
+        return summary
+    owns_gateway = gateway is None
+    gateway = gateway or get_gateway()
+    try:
+        summary.counts.update(attempts_reconcile(gateway=gateway, actor=TICK_ACTOR, now=now))
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = batch_size if remaining is None else min(batch_size, remaining)
+            claimed = _run_batch(
+                size=size,
+                now=now,
+                lease=lease,
+                gateway=gateway,
+                versions=versions,
+                table=table,
+                summary=summary,
+            )
+            if remaining is not None:
+                remaining -= claimed
+            if claimed < size:
+                break  # nothing more is due (or others hold it): no need for an empty claim
+            if progress is not None:
+                progress(summary)
+    finally:
+        if owns_gateway:
+            gateway.close()
+    return summary
