@@ -208,7 +208,9 @@ def customers_set_entitlement_many(
     now = now or timezone.now()
     with transaction.atomic(savepoint=False):
         candidates = (
-            Customer.objects.select_for_update().filter(pk__in=customer_ids).exclude(entitlement_state=state)
+            Customer.objects.select_for_update(no_key=True, of=("self",))
+            .filter(pk__in=customer_ids)
+            .exclude(entitlement_state=state)
         )
         if only_from is not None:
             candidates = candidates.filter(entitlement_state__in=only_from)

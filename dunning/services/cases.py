@@ -173,7 +173,11 @@ def invoice_payment_failed(
     now = timezone.now()
     failed_at = failed_at or now
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
+        invoice = (
+            Invoice.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("customer")
+            .get(pk=invoice.pk)
+        )
         if invoice.status in (InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE):
             return None
         if (
@@ -183,7 +187,9 @@ def invoice_payment_failed(
             return DunningCase.objects.filter(invoice=invoice).first()
         method = payment_method or invoice.customer.payment_methods.filter(is_default=True).first()
         classification = decline_classify(processor=decline_processor, code=decline_code, now=now)
-        case = DunningCase.objects.select_for_update().filter(invoice=invoice).first()
+        case = (
+            DunningCase.objects.select_for_update(no_key=True, of=("self",)).filter(invoice=invoice).first()
+        )
         events = EventBuffer()
         blocks_method = classification.category in (DeclineCategory.HARD, DeclineCategory.FRAUD)
         if case is None:

@@ -146,7 +146,13 @@ def attempt_charge(
     """
     now = timezone.now()
     with transaction.atomic():
-        invoice = Invoice.objects.select_for_update().select_related("customer").get(pk=invoice.pk)
+        # FOR NO KEY UPDATE, not FOR UPDATE: inserting an attempt elsewhere takes a KEY SHARE lock on the
+        # invoice (the foreign key check); a plain FOR UPDATE here would deadlock against a tick doing that.
+        invoice = (
+            Invoice.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("customer")
+            .get(pk=invoice.pk)
+        )
         if invoice.status != InvoiceStatus.OPEN:
             raise ChargeRefused(f"Invoice {invoice.number} is {invoice.status}: there is nothing to charge.")
         method = payment_method or invoice.customer.payment_methods.filter(is_default=True).first()

@@ -137,15 +137,6 @@ def settle_attempts(
                     decline_category=classification.category,
                 )
         attempt_rows[s.attempt_id] = row
-    # Only attempts still in flight take a result: a result is never written twice.
-    update_from_values(
-        PaymentAttempt,
-        attempt_rows,
-        fields=ATTEMPT_RESULT_FIELDS,
-        guard_sql="t.status IN (%s, %s)",
-        guard_params=[AttemptStatus.PENDING, AttemptStatus.UNKNOWN],
-    )
-
     succeeded = [s for s in settlements if s.result is not None and s.result.succeeded]
     paid_now = set(
         invoices_close_many(
@@ -248,6 +239,16 @@ def settle_attempts(
     saved = cases_save(
         cases=list(cases.values()), actor=actor, now=now, events=events, transitions=transitions
     )
+    # Only attempts still in flight take a result: a result is never written twice. Locks are taken
+    # in one order on every path (invoice, then case, then attempt), so racing charges cannot deadlock.
+    update_from_values(
+        PaymentAttempt,
+        attempt_rows,
+        fields=ATTEMPT_RESULT_FIELDS,
+        guard_sql="t.status IN (%s, %s)",
+        guard_params=[AttemptStatus.PENDING, AttemptStatus.UNKNOWN],
+    )
+
     closed = [cases[i] for i in transitions if i in saved]
     effects.cases_closed(cases=closed, actor=actor, now=now, events=events)
     communication.emit_webhooks(

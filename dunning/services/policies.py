@@ -59,7 +59,7 @@ def policy_steps_validate(*, steps: Sequence[dict[str, Any]], grace_period_days:
 def policy_publish(*, policy: DunningPolicy, actor: Actor, notes: str = "") -> PolicyVersion:
     """Freeze the policy's current steps and caps as its next version. Cases already open keep theirs."""
     with transaction.atomic():
-        policy = DunningPolicy.objects.select_for_update().get(pk=policy.pk)
+        policy = DunningPolicy.objects.select_for_update(no_key=True, of=("self",)).get(pk=policy.pk)
         steps = [step.as_frozen() for step in policy.steps.order_by("position")]
         if not steps:
             raise ValidationError("A policy needs at least one step before it can be published.")

@@ -25,7 +25,11 @@ from dunning.services.events import EventBuffer
 
 
 def _locked(case: DunningCase) -> DunningCase:
-    return DunningCase.objects.select_for_update().select_related("invoice", "customer").get(pk=case.pk)
+    return (
+        DunningCase.objects.select_for_update(no_key=True, of=("self",))
+        .select_related("invoice", "customer")
+        .get(pk=case.pk)
+    )
 
 
 def _transition(case: DunningCase, event: str, *, actor: Actor, reason: str) -> DunningCase:
@@ -147,7 +151,7 @@ def customer_payment_method_updated(
     now = timezone.now()
     with transaction.atomic():
         cases = list(
-            DunningCase.objects.select_for_update()
+            DunningCase.objects.select_for_update(no_key=True, of=("self",))
             .select_related("invoice", "customer")
             .filter(customer_id=customer_id, state__in=[machine.State.OPEN, machine.State.PAUSED])
             .order_by("id")

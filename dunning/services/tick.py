@@ -106,11 +106,13 @@ class _Versions:
 def claim_due_cases(*, now: datetime, limit: int, lease: timedelta) -> list[int]:
     """Lease up to ``limit`` due cases to this tick; cases another tick holds are skipped, never waited on.
 
-    PostgreSQL: ``FOR UPDATE SKIP LOCKED`` in id-then-time order, so concurrent ticks take disjoint sets.
+    PostgreSQL: ``FOR NO KEY UPDATE SKIP LOCKED`` in due-time-then-id order, so concurrent ticks take
+    disjoint sets. NO KEY: a plain FOR UPDATE would block the foreign-key check of a concurrent attempt
+    insert (a staff retry, the portal) at its commit, and deadlock against our own insert.
     SQLite: one writer at a time, so the conditional UPDATE alone is atomic.
     """
     table = DunningCase._meta.db_table
-    lock = "FOR UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    lock = "FOR NO KEY UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     sql = f"""
         UPDATE {table} SET claimed_until = %s
         WHERE id IN (

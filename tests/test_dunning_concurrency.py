@@ -1,0 +1,123 @@
+"""Invariant 1 under real concurrency: parallel ticks and racing charges never charge an invoice twice.
+
+These need PostgreSQL (row locks, SKIP LOCKED, real parallel writers) and committed data.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from django.db import connection, connections
+from django.db.models import Count, Q
+
+from dunning.models import AttemptSource, AttemptStatus, DunningCase, PaymentAttempt, SimulatedCharge
+from dunning.services.charging import ChargeRefused, attempt_charge
+from dunning.services.tick import run_tick
+from tests.factories import TEST_ACTOR, failed_invoice
+
+# serialized_rollback: the flush after each test would otherwise wipe the seeded policy and decline codes.
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+OPENED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
+
+
+def _database_url() -> str:
+    settings = connection.settings_dict
+    user = settings["USER"] or "postgres"
+    password = f":{settings['PASSWORD']}" if settings["PASSWORD"] else ""
+    return f"postgres://{user}{password}@{settings['HOST'] or '127.0.0.1'}:{settings['PORT'] or 5432}/{settings['NAME']}"
+
+
+def test_four_parallel_ticks_share_the_work_without_overlap() -> None:
+    cases = []
+    for index in range(120):
+        card = "pm_sim_4242424242424242" if index % 2 else "pm_sim_4000000000009995"
+        cases.append(failed_invoice(card=card, failed_at=OPENED)[0])
+    # Day 0 steps first, so that at the measured moment every case has exactly one due step: the retry.
+    run_tick(now=OPENED + timedelta(hours=1))
+    env = {
+        **os.environ,
+        "DATABASE_URL": _database_url(),
+        "DJANGO_SETTINGS_MODULE": "config.settings_test",
+        "DUNNING_BATCH_SIZE": "10",
+        "SIMULATED_GATEWAY_LATENCY_MS": "5",
+        "DUNNING_GATEWAY_CONCURRENCY": "4",
+    }
+    connections.close_all()
+    moment = "2026-05-05T12:00:00Z"
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "run_dunning", "--now", moment],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    outputs = [process.communicate(timeout=120) for process in processes]
+    for process, (_out, err) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, err
+    processed = [int(re.search(r"ran: (\d+) due case", out).group(1)) for out, _ in outputs]  # type: ignore[union-attr]
+    assert sum(processed) == 120, processed
+    assert sum(1 for n in processed if n) >= 2, f"the ticks did not run in parallel: {processed}"
+
+    retries = PaymentAttempt.objects.filter(source=AttemptSource.RETRY)
+    per_invoice = retries.values("invoice_id").annotate(n=Count("id"))
+    assert {row["n"] for row in per_invoice} == {1}
+    assert per_invoice.count() == 120
+    assert not retries.filter(status__in=[AttemptStatus.PENDING, AttemptStatus.UNKNOWN]).exists()
+    charges = SimulatedCharge.objects.values("invoice_ref").annotate(
+        n=Count("id"), ok=Count("id", filter=Q(succeeded=True))
+    )
+    assert {row["n"] for row in charges} == {1}
+    assert sum(row["ok"] for row in charges) == 60
+    assert DunningCase.objects.filter(state="recovered").count() == 60
+    assert not DunningCase.objects.filter(claimed_until__isnull=False).exists()
+
+
+@pytest.mark.parametrize("round_number", range(4))
+def test_a_staff_retry_racing_a_tick_charges_the_invoice_once(round_number: int) -> None:
+    case, invoice, _ = failed_invoice(card="pm_sim_4242424242424242", failed_at=OPENED)
+    run_tick(now=OPENED + timedelta(hours=1))
+    start = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def tick() -> None:
+        try:
+            start.wait()
+            run_tick(now=OPENED + timedelta(days=1))
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    def staff_retry() -> None:
+        try:
+            start.wait()
+            attempt_charge(invoice=invoice, source=AttemptSource.STAFF, actor=TEST_ACTOR)
+        except ChargeRefused:
+            pass  # the tick got there first: refused, not charged
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=tick), threading.Thread(target=staff_retry)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert SimulatedCharge.objects.filter(succeeded=True).count() == 1
+    assert PaymentAttempt.objects.filter(invoice=invoice, status=AttemptStatus.SUCCEEDED).count() == 1
+    case.refresh_from_db()
+    assert case.state == "recovered"
