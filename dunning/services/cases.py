@@ -211,7 +211,7 @@ def invoice_payment_failed(
                 case_id=case.pk,
                 kind=CaseEventKind.OPENED,
                 actor=actor,
-                at=now,
+                at=failed_at,
                 reason=f"payment failed: {classification.code} ({classification.category})",
                 details={"policy": str(version), "policy_version_id": version.pk},
             )

@@ -32,6 +32,7 @@ class Command(BaseCommand):
             call_command("seed_demo", stdout=self.stdout)
             marker.write_text("The demo data was loaded once; delete this file to load it again.\n")
 
+        call_command("sync_schedules", stdout=self.stdout)
         username, password = self._ensure_superuser(settings.LOCAL_STATE_DIR / "admin-credentials.txt")
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS(f"Admin:    {address}/admin/"))
