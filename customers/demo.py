@@ -223,22 +223,27 @@ def _children(rng: random.Random, customer: Customer, plan: dict, number: int, t
     return contacts, methods, invoices
 
 
+def plan_demo_accounts(
+    *, count: int = DEMO_CUSTOMER_COUNT, seed: int = DEMO_SEED, today: datetime | None = None
+) -> list[tuple[Customer, list[Contact], list[PaymentMethod], list[Invoice]]]:
+    """The demo accounts as unsaved objects: the same seed and day always give the same accounts."""
+    rng = random.Random(seed)
+    today = today or _start_of_today()
+    planned = [(number, *_build_customer(rng, number, today)) for number in range(1, count + 1)]
+    return [(customer, *_children(rng, customer, plan, number, today)) for number, customer, plan in planned]
+
+
 def seed_demo_customers(*, count: int = DEMO_CUSTOMER_COUNT, seed: int = DEMO_SEED) -> DemoSummary:
     """Create the demo accounts that do not exist yet, in one transaction."""
-    rng = random.Random(seed)
     today = _start_of_today()
     summary = DemoSummary()
-    planned = [(number, *_build_customer(rng, number, today)) for number in range(1, count + 1)]
+    # Every account is planned, created or not, so the data never depends on which ones already existed.
+    drafts = plan_demo_accounts(count=count, seed=seed, today=today)
     existing = set(
-        Customer.objects.filter(external_id__in=[c.external_id for _, c, _ in planned]).values_list(
+        Customer.objects.filter(external_id__in=[c.external_id for c, *_ in drafts]).values_list(
             "external_id", flat=True
         )
     )
-    # Children are drawn for every planned customer, created or not, so the random stream (and therefore
-    # the data) does not depend on which accounts already existed.
-    drafts = [
-        (customer, *_children(rng, customer, plan, number, today)) for number, customer, plan in planned
-    ]
     for customer, _, _, customer_invoices in drafts:
         newest = customer_invoices[-1]
         if newest.status == InvoiceStatus.OPEN and newest.due_at < today:

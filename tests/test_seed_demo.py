@@ -45,12 +45,28 @@ def test_seed_demo_loads_a_realistic_data_set_and_a_second_run_adds_nothing() ->
 
 
 def test_seed_demo_is_deterministic() -> None:
-    call_command("seed_demo", customers=20, stdout=StringIO())
-    snapshot = list(Invoice.objects.order_by("number").values_list("number", "amount_due_minor", "status"))
-    Invoice.objects.all().delete()
-    Customer.objects.all().delete()
-    call_command("seed_demo", customers=20, stdout=StringIO())
+    from customers.demo import plan_demo_accounts
+
+    def fingerprint() -> list[tuple[str, str, int, str]]:
+        return [
+            (customer.external_id, invoice.number, invoice.amount_due_minor, invoice.status)
+            for customer, _, _, invoices in plan_demo_accounts(count=30)
+            for invoice in invoices
+        ]
+
+    assert fingerprint() == fingerprint()
+
+
+def test_seed_demo_replays_dunning_history_once() -> None:
+    from dunning.models import DunningCase, PaymentAttempt
+
+    call_command("seed_demo", customers=40, stdout=StringIO())
+    states = set(DunningCase.objects.values_list("state", flat=True))
     assert (
-        list(Invoice.objects.order_by("number").values_list("number", "amount_due_minor", "status"))
-        == snapshot
+        DunningCase.objects.count()
+        == Invoice.objects.filter(payment_attempts__source="initial").distinct().count()
     )
+    assert "open" in states
+    attempts = PaymentAttempt.objects.count()
+    call_command("seed_demo", customers=40, stdout=StringIO())
+    assert PaymentAttempt.objects.count() == attempts
