@@ -1,20 +1,68 @@
 """Set-based writes that Django's ORM does not offer cheaply.
 
 ``bulk_update`` builds one huge ``CASE WHEN`` per column in Python and is about ten times too slow for the
-dunning tick; :func:`update_from_values` sends one ``UPDATE … FROM (VALUES …)`` statement instead. It runs
-on PostgreSQL and on SQLite (3.33+), and returns the primary keys it actually updated, so a guard in the
-WHERE clause (``state = 'open'``) can refuse rows without a separate read.
+dunning tick, and ``bulk_create`` spends most of its time building model instances. These helpers send one
+statement per batch instead:
+
+- on PostgreSQL the whole batch travels as a single JSON parameter, unpacked by ``jsonb_to_recordset``:
+  the query text stays tiny, so the driver does not tokenise thousands of placeholders;
+- on SQLite (3.33+) a plain ``VALUES`` list, bound by the C driver.
+
+:func:`update_from_values` returns the primary keys it actually updated, so an optimistic guard
+(``state = 'open'``) can refuse rows without a separate read.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 
 from django.db import connections, models, router
 
-# PostgreSQL accepts 65,535 parameters per statement; SQLite (3.32+) 32,766. Stay well below both.
-MAX_PARAMS_PER_STATEMENT = 30_000
+# SQLite (3.32+) accepts 32,766 parameters per statement; stay below.
+MAX_SQLITE_PARAMS = 30_000
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    raise TypeError(f"cannot send {type(value).__name__} in a bulk statement")
+
+
+def _column_type(field: models.Field, connection: Any) -> str:
+    target = field.target_field if field.is_relation else field
+    db_type = target.db_type(connection) or "text"
+    # Serial types are for column definitions only; the values are plain integers.
+    return {"serial": "integer", "bigserial": "bigint", "smallserial": "smallint"}.get(db_type, db_type)
+
+
+def _recordset(fields: Sequence[models.Field], names: Sequence[str], connection: Any) -> str:
+    quote = connection.ops.quote_name
+    return ", ".join(
+        f"{quote(name)} {_column_type(field, connection)}" for field, name in zip(fields, names, strict=True)
+    )
+
+
+# Values the drivers (and JSON) take as they are: Django's per-field preparation is skipped for them, which
+# matters at a few hundred thousand values per tick.
+_PLAIN_TYPES = (str, int, float, bool, datetime, date)
+
+
+def _prepare(field: models.Field, value: Any, connection: Any, *, for_json: bool) -> Any:
+    if isinstance(field, models.JSONField):
+        # In a JSON batch the value nests as it is; through SQLite it is bound as JSON text.
+        return value if for_json else json.dumps(value)
+    if isinstance(value, datetime | date):
+        if not for_json:
+            return field.get_db_prep_save(value, connection)  # SQLite stores Django's own text format
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError(f"naive datetime for {field.name}: timestamps must be timezone-aware")
+        return value
+    if value is None or isinstance(value, _PLAIN_TYPES):
+        return value
+    return field.get_db_prep_save(value, connection)
 
 
 def update_from_values(
@@ -26,62 +74,127 @@ def update_from_values(
     guard_sql: str = "",
     guard_params: Sequence[Any] = (),
 ) -> list[Any]:
-    """Set ``fields`` of each row to its own values, in as few statements as the parameter limit allows.
+    """Set ``fields`` of each row to its own values, in one statement per batch.
 
-    ``rows`` maps primary key -> {field name: value}; every row must give every field. ``match`` gives,
-    per field name, the value each row must still have for the update to apply (optimistic concurrency:
-    ``match={"state": {pk: "open"}}``). ``guard_sql`` is an extra condition on the target table, written
-    against the alias ``t`` (e.g. ``"t.status = %s"``). Returns the primary keys actually updated.
+    ``rows`` maps primary key -> {field name: value}; every row must give every field (foreign keys by id).
+    ``match`` gives, per field name, the value each row must still have for the update to apply
+    (optimistic concurrency: ``match={"state": {pk: "open"}}``). ``guard_sql`` is an extra condition on
+    the target table, written against the alias ``t`` (e.g. ``"t.status = %s"``). Returns the primary keys
+    actually updated.
     """
-    match = match or {}
     if not rows:
         return []
-    db = router.db_for_write(model)
-    connection = connections[db]
+    match = match or {}
+    connection = connections[router.db_for_write(model)]
     quote = connection.ops.quote_name
     meta = model._meta
     pk_field = meta.pk
-    model_fields = [meta.get_field(name) for name in fields]
+    set_fields = [meta.get_field(name) for name in fields]
     match_fields = [meta.get_field(name) for name in match]
-    columns = [pk_field, *model_fields, *match_fields]
+    value_fields = [pk_field, *set_fields, *match_fields]
+    value_names = ["v_pk", *[f"v_{f.column}" for f in set_fields], *[f"m_{f.column}" for f in match_fields]]
+    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f'v_{f.column}')}" for f in set_fields)
+    conditions = [f"t.{quote(pk_field.column)} = v.{quote('v_pk')}"]
+    conditions += [f"t.{quote(f.column)} = v.{quote(f'm_{f.column}')}" for f in match_fields]
+    if guard_sql:
+        conditions.append(f"({guard_sql})")
+    table = quote(meta.db_table)
+    returning = f"RETURNING {quote(pk_field.column)}"
     is_postgres = connection.vendor == "postgresql"
 
-    def placeholder(field: models.Field) -> str:
-        # PostgreSQL types VALUES columns as text unless told; SQLite is dynamically typed.
-        if not is_postgres:
-            return "%s"
-        target = field.target_field if field.is_relation else field
-        return f"CAST(%s AS {target.cast_db_type(connection)})"
+    def values_of(pk: Any, values: Mapping[str, Any]) -> list[Any]:
+        row = [pk]
+        row += [_prepare(f, values[f.name], connection, for_json=is_postgres) for f in set_fields]
+        row += [_prepare(f, match[f.name][pk], connection, for_json=is_postgres) for f in match_fields]
+        return row
 
-    row_placeholder = "(" + ", ".join(placeholder(f) for f in columns) + ")"
-    value_names = ", ".join(
-        [quote(f"v_{f.column}") for f in (pk_field, *model_fields)]
-        + [quote(f"m_{f.column}") for f in match_fields]
-    )
-    assignments = ", ".join(f"{quote(f.column)} = v.{quote(f'v_{f.column}')}" for f in model_fields)
-    match_sql = "".join(f" AND t.{quote(f.column)} = v.{quote(f'm_{f.column}')}" for f in match_fields)
-    table = quote(meta.db_table)
-    pk_column = quote(pk_field.column)
-    chunk_size = max(1, MAX_PARAMS_PER_STATEMENT // (len(columns) + 1))
-    items = list(rows.items())
     updated: list[Any] = []
     with connection.cursor() as cursor:
+        if is_postgres:
+            batch = [
+                dict(zip(value_names, values_of(pk, values), strict=True)) for pk, values in rows.items()
+            ]
+            sql = (
+                f"UPDATE {table} AS t SET {assignments} "
+                f"FROM jsonb_to_recordset(%s::jsonb) AS v({_recordset(value_fields, value_names, connection)}) "
+                f"WHERE {' AND '.join(conditions)} {returning}"
+            )
+            cursor.execute(sql, [json.dumps(batch, default=_json_default), *guard_params])
+            return [row[0] for row in cursor.fetchall()]
+        items = list(rows.items())
+        chunk_size = max(1, MAX_SQLITE_PARAMS // (len(value_fields) + 1))
+        placeholders = "(" + ", ".join(["%s"] * len(value_fields)) + ")"
+        names = ", ".join(quote(name) for name in value_names)
         for start in range(0, len(items), chunk_size):
             chunk = items[start : start + chunk_size]
-            params: list[Any] = []
-            for pk, values in chunk:
-                params.append(pk)
-                for field in model_fields:
-                    params.append(field.get_db_prep_save(values[field.name], connection))
-                for field in match_fields:
-                    params.append(field.get_db_prep_save(match[field.name][pk], connection))
+            params = [param for pk, values in chunk for param in values_of(pk, values)]
             sql = (
-                f"WITH v({value_names}) AS (VALUES {', '.join([row_placeholder] * len(chunk))}) "
-                f"UPDATE {table} AS t SET {assignments} FROM v "
-                f"WHERE t.{pk_column} = v.{quote(f'v_{pk_field.column}')}{match_sql}"
-                + (f" AND ({guard_sql})" if guard_sql else "")
-                + f" RETURNING {pk_column}"
+                f"WITH v({names}) AS (VALUES {', '.join([placeholders] * len(chunk))}) "
+                f"UPDATE {table} AS t SET {assignments} FROM v WHERE {' AND '.join(conditions)} {returning}"
             )
             cursor.execute(sql, [*params, *guard_params])
             updated.extend(row[0] for row in cursor.fetchall())
     return updated
+
+
+def insert_rows(
+    model: type[models.Model],
+    fields: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    *,
+    on_conflict_do_nothing: bool = False,
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
+    """INSERT many rows given as tuples in ``fields`` order (foreign keys by id), in one statement per batch.
+
+    The fast path for append-only tables (case events, audit rows, attempts): no model instances are built.
+    Model defaults are not applied, so give every column. Returns the ``returning`` columns of the rows
+    actually inserted (rows skipped by ``on_conflict_do_nothing`` are missing).
+    """
+    if not rows:
+        return []
+    connection = connections[router.db_for_write(model)]
+    quote = connection.ops.quote_name
+    meta = model._meta
+    model_fields = [meta.get_field(name) for name in fields]
+    columns = ", ".join(quote(f.column) for f in model_fields)
+    table = quote(meta.db_table)
+    conflict = " ON CONFLICT DO NOTHING" if on_conflict_do_nothing else ""
+    returning_sql = (
+        " RETURNING " + ", ".join(quote(meta.get_field(name).column) for name in returning)
+        if returning
+        else ""
+    )
+    is_postgres = connection.vendor == "postgresql"
+    result: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        if is_postgres:
+            names = [f"c{index}" for index in range(len(model_fields))]
+            batch = [
+                {
+                    name: _prepare(field, value, connection, for_json=True)
+                    for name, field, value in zip(names, model_fields, row, strict=True)
+                }
+                for row in rows
+            ]
+            sql = (
+                f"INSERT INTO {table} ({columns}) SELECT {', '.join(quote(n) for n in names)} "
+                f"FROM jsonb_to_recordset(%s::jsonb) AS v({_recordset(model_fields, names, connection)})"
+                f"{conflict}{returning_sql}"
+            )
+            cursor.execute(sql, [json.dumps(batch, default=_json_default)])
+            return [tuple(row) for row in cursor.fetchall()] if returning else []
+        chunk_size = max(1, MAX_SQLITE_PARAMS // len(model_fields))
+        placeholders = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
+        for start in range(0, len(rows), chunk_size):
+            chunk = rows[start : start + chunk_size]
+            params = [
+                _prepare(field, value, connection, for_json=False)
+                for row in chunk
+                for field, value in zip(model_fields, row, strict=True)
+            ]
+            sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join([placeholders] * len(chunk))}{conflict}{returning_sql}"
+            cursor.execute(sql, params)
+            if returning:
+                result.extend(tuple(row) for row in cursor.fetchall())
+    return result

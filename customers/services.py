@@ -9,6 +9,7 @@ from django.db import connections, router, transaction
 from django.utils import timezone
 
 from customers.actors import Actor
+from customers.bulk import insert_rows
 from customers.models import (
     AuditEvent,
     Customer,
@@ -17,6 +18,30 @@ from customers.models import (
     InvoiceStatus,
     PaymentMethod,
 )
+
+AUDIT_COLUMNS = (
+    "occurred_at",
+    "actor_type",
+    "actor_user",
+    "actor_label",
+    "action",
+    "customer",
+    "invoice",
+    "reason",
+    "details",
+)
+
+
+def _insert_audit(rows: list[AuditEvent]) -> None:
+    """One INSERT for many audit rows, without Django's per-instance save machinery."""
+    insert_rows(
+        AuditEvent,
+        AUDIT_COLUMNS,
+        [
+            tuple(getattr(row, AuditEvent._meta.get_field(name).attname) for name in AUDIT_COLUMNS)
+            for row in rows
+        ],
+    )
 
 
 class AuditBuffer:
@@ -31,7 +56,7 @@ class AuditBuffer:
     def flush(self) -> int:
         count = len(self.rows)
         if self.rows:
-            AuditEvent.objects.bulk_create(self.rows)
+            _insert_audit(self.rows)
             self.rows = []
         return count
 
@@ -40,7 +65,7 @@ def _write_audit(rows: list[AuditEvent], audit: AuditBuffer | None) -> None:
     if audit is not None:
         audit.rows.extend(rows)
     elif rows:
-        AuditEvent.objects.bulk_create(rows)
+        _insert_audit(rows)
 
 
 def audit_record(

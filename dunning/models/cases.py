@@ -52,6 +52,9 @@ class DunningCase(models.Model):
     schedule_shift_seconds = models.BigIntegerField(default=0)
     # Work claims: a tick leases the case until this time; an expired lease may be taken over.
     claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(
+        max_length=32, blank=True, db_default="", db_index=True, help_text="Which tick batch holds the claim."
+    )
     # The latest decline.
     decline_code = models.CharField(max_length=64, blank=True)
     decline_category = models.CharField(max_length=32, choices=DeclineCategory.choices, blank=True)

@@ -165,9 +165,15 @@ def settle_attempts(
             case.retry_count += 1
         case.claimed_until = None
         details = {"attempt_id": s.attempt_id, "source": s.source}
+        step = s.retry_step
         if outcome == AttemptStatus.SUCCEEDED:
             events.add(
-                case_id=case.pk, kind=CaseEventKind.ATTEMPT_SUCCEEDED, actor=actor, at=now, details=details
+                case_id=case.pk,
+                kind=CaseEventKind.ATTEMPT_SUCCEEDED,
+                actor=actor,
+                at=now,
+                details=details,
+                step_index=step,
             )
             if s.invoice_id not in paid_now:
                 # Paid by another route at the same moment: money may have moved twice. Staff must look.
@@ -195,6 +201,7 @@ def settle_attempts(
                 kind=CaseEventKind.ATTEMPT_FAILED,
                 actor=actor,
                 at=now,
+                step_index=step,
                 reason=f"{classification.code} ({classification.category})",
                 details=details,
             )
@@ -227,6 +234,7 @@ def settle_attempts(
                 kind=CaseEventKind.ATTEMPT_UNKNOWN,
                 actor=actor,
                 at=now,
+                step_index=step,
                 reason=s.error or "no answer from the gateway",
                 details=details,
             )

@@ -12,6 +12,7 @@ expire and attempts that the next tick reconciles before charging anything again
 from __future__ import annotations
 
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customers.actors import Actor
+from customers.bulk import insert_rows
 from customers.models import InvoiceStatus, PaymentMethod
 from dunning import state as machine
 from dunning.gateways import PaymentGateway, get_gateway
@@ -39,7 +41,7 @@ from dunning.models import (
     RecoveryChannel,
 )
 from dunning.services import effects
-from dunning.services.cases import Transition
+from dunning.services.cases import CASE_MUTABLE_FIELDS, Transition
 from dunning.services.charging import attempts_reconcile, call_gateway, charge_request_for, result_or_unknown
 from dunning.services.declines import DeclineTable
 from dunning.services.events import EventBuffer
@@ -103,40 +105,79 @@ class _Versions:
         return self._rules[version_id]
 
 
-def claim_due_cases(*, now: datetime, limit: int, lease: timedelta) -> list[int]:
-    """Lease up to ``limit`` due cases to this tick; cases another tick holds are skipped, never waited on.
+def claim_due_cases(*, now: datetime, limit: int, lease: timedelta) -> str | None:
+    """Lease up to ``limit`` due cases to one batch; returns the batch's claim token (None: nothing due).
 
-    PostgreSQL: ``FOR NO KEY UPDATE SKIP LOCKED`` in due-time-then-id order, so concurrent ticks take
-    disjoint sets. NO KEY: a plain FOR UPDATE would block the foreign-key check of a concurrent attempt
-    insert (a staff retry, the portal) at its commit, and deadlock against our own insert.
-    SQLite: one writer at a time, so the conditional UPDATE alone is atomic.
+    Cases another tick holds are skipped, never waited on. PostgreSQL: ``FOR NO KEY UPDATE SKIP LOCKED`` in
+    due-time-then-id order, so concurrent ticks take disjoint sets. NO KEY: a plain FOR UPDATE would block
+    the foreign-key check of a concurrent attempt insert (a staff retry, the portal) at its commit, and
+    deadlock against our own insert. SQLite: one writer at a time, so the conditional UPDATE is atomic.
+    The token lets the batch read its cases back with one parameter instead of a thousand ids.
     """
     table = DunningCase._meta.db_table
     lock = "FOR NO KEY UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
+    token = uuid.uuid4().hex
     sql = f"""
-        UPDATE {table} SET claimed_until = %s
+        UPDATE {table} SET claimed_until = %s, claim_token = %s
         WHERE id IN (
             SELECT id FROM {table}
             WHERE state = %s AND next_action_at <= %s AND (claimed_until IS NULL OR claimed_until < %s)
             ORDER BY next_action_at, id
             LIMIT %s {lock}
         )
-        RETURNING id
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now + lease, CaseState.OPEN, now, now, limit])
-        return sorted(row[0] for row in cursor.fetchall())
+        cursor.execute(sql, [now + lease, token, CaseState.OPEN, now, now, limit])
+        return token if cursor.rowcount else None
 
 
-def _load(case_ids: list[int] | None, *, now: datetime, limit: int, versions: _Versions) -> list[_Planned]:
+def _customers_of(claim_token: str | None, cases: list[DunningCase]) -> Any:
+    """The batch's customers: a subquery on the claim (one parameter), or the ids for a dry run."""
+    if claim_token is None:
+        return {case.customer_id for case in cases}
+    return DunningCase.objects.filter(claim_token=claim_token).values("customer_id")
+
+
+CASE_LOAD_FIELDS = (
+    *(f"{name}" for name in CASE_MUTABLE_FIELDS),
+    "invoice",
+    "customer",
+    "policy_version",
+    "amount_minor",
+    "currency",
+    "opened_at",
+    "invoice__number",
+    "invoice__status",
+    "invoice__amount_due_minor",
+    "invoice__amount_paid_minor",
+    "invoice__currency",
+    "invoice__gateway",
+    "invoice__gateway_invoice_id",
+    "invoice__customer",
+    "customer__external_id",
+    "customer__name",
+    "customer__time_zone",
+    "customer__gateway_customer_id",
+)
+
+
+def _load(claim_token: str | None, *, now: datetime, limit: int, versions: _Versions) -> list[_Planned]:
     """Read the cases (or, for a dry run, the first due ones) with what planning needs, in three queries."""
-    cases_qs = DunningCase.objects.select_related("invoice", "customer")
-    if case_ids is None:
+    # Only what planning and the writer need: invoice lines and customer details stay in the database.
+    last_number = (
+        PaymentAttempt.objects.filter(invoice=OuterRef("invoice_id")).order_by("-number").values("number")[:1]
+    )
+    cases_qs = (
+        DunningCase.objects.select_related("invoice", "customer")
+        .only(*CASE_LOAD_FIELDS)
+        .annotate(last_attempt_number=Coalesce(Subquery(last_number), 0))
+    )
+    if claim_token is None:
         cases_qs = cases_qs.filter(state=CaseState.OPEN, next_action_at__lte=now).order_by(
             "next_action_at", "id"
         )[:limit]
     else:
-        cases_qs = cases_qs.filter(pk__in=case_ids).order_by("id")
+        cases_qs = cases_qs.filter(claim_token=claim_token, claimed_until__gt=now).order_by("id")
     cases = list(cases_qs)
     for case in cases:
         case.invoice.customer = case.customer  # the same row: no second read
@@ -178,39 +219,58 @@ def _insert_pending_attempts(retries: list[_Planned], *, gateway: str, now: date
     """One INSERT for every retry; returns {case id: attempt id}.
 
     A case whose invoice already has an attempt in flight (a portal payment, a staff retry) gets none: the
-    partial unique index refuses it and ``ON CONFLICT DO NOTHING`` skips it.
+    partial unique index refuses it and ``ON CONFLICT DO NOTHING`` skips it. So does a number taken by a
+    concurrent attempt since we read the invoice's last number.
     """
-    if not retries:
-        return {}
-    table = PaymentAttempt._meta.db_table
-    columns = (
-        "invoice_id, case_id, payment_method_id, number, source, status, amount_minor, currency, gateway, "
-    )
-    columns += "gateway_reference, decline_processor, decline_code, decline_category, message, created_at"
-    rows, params = [], []
+    rows = []
     for item in retries:
         invoice = item.case.invoice
         rows.append(
-            "(%s, %s, %s, (SELECT COALESCE(MAX(number), 0) + 1 FROM "
-            + table
-            + " WHERE invoice_id = %s), %s, %s, %s, %s, %s, '', '', '', '', '', %s)"
+            (
+                invoice.pk,
+                item.case.pk,
+                item.method.pk if item.method else None,
+                item.case.last_attempt_number + 1,
+                AttemptSource.RETRY,
+                AttemptStatus.PENDING,
+                invoice.amount_due_minor - invoice.amount_paid_minor,
+                invoice.currency,
+                gateway,
+                "",
+                "",
+                "",
+                "",
+                "",
+                now,
+            )
         )
-        params += [
-            invoice.pk,
-            item.case.pk,
-            item.method.pk if item.method else None,
-            invoice.pk,
-            AttemptSource.RETRY,
-            AttemptStatus.PENDING,
-            invoice.amount_due_minor - invoice.amount_paid_minor,
-            invoice.currency,
-            gateway,
-            now,
-        ]
-    sql = f"INSERT INTO {table} ({columns}) VALUES {', '.join(rows)} ON CONFLICT DO NOTHING RETURNING case_id, id"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return dict(cursor.fetchall())
+    inserted = insert_rows(
+        PaymentAttempt,
+        PENDING_ATTEMPT_COLUMNS,
+        rows,
+        on_conflict_do_nothing=True,
+        returning=("case", "id"),
+    )
+    return dict(inserted)  # type: ignore[arg-type]
+
+
+PENDING_ATTEMPT_COLUMNS = (
+    "invoice",
+    "case",
+    "payment_method",
+    "number",
+    "source",
+    "status",
+    "amount_minor",
+    "currency",
+    "gateway",
+    "gateway_reference",
+    "decline_processor",
+    "decline_code",
+    "decline_category",
+    "message",
+    "created_at",
+)
 
 
 def _run_batch(
@@ -227,10 +287,10 @@ def _run_batch(
     soon = timedelta(minutes=settings.DUNNING_PROCESSING_RETRY_MINUTES)
     # Phase 1, one transaction: claim, load, insert pending attempts. Committed before any charge.
     with transaction.atomic():
-        case_ids = claim_due_cases(now=now, limit=size, lease=lease)
-        if not case_ids:
+        claim_token = claim_due_cases(now=now, limit=size, lease=lease)
+        if claim_token is None:
             return 0
-        planned = _load(case_ids, now=now, limit=len(case_ids), versions=versions)
+        planned = _load(claim_token, now=now, limit=size, versions=versions)
         open_invoice = [p for p in planned if not p.case.invoice.is_final]
         retries = [p for p in open_invoice if p.plan.retry_step is not None]
         attempts = _insert_pending_attempts(retries, gateway=gateway.name, now=now)
@@ -316,15 +376,7 @@ def _record_batch(
             on_failure = after_failed_retry(
                 item.rules, item.snapshot, plan, category=_category(result, table), now=now, soon=soon
             )
-            events.add(
-                case_id=case.pk,
-                kind=CaseEventKind.ATTEMPT_STARTED,
-                actor=actor,
-                at=now,
-                step_index=plan.retry_step,
-                reason="scheduled retry",
-                details={"attempt_id": attempt_id},
-            )
+            # One event per retry, written with its result (it carries the step), not one per start.
             settlements.append(
                 Settlement(
                     attempt_id=attempt_id,
