@@ -77,6 +77,7 @@ _ENGINE = _SandboxEngine(loaders=[], context_processors=[], string_if_invalid=""
 _MISSING = "\x00missing:%s\x00"
 _CHECK_ENGINE = _SandboxEngine(loaders=[], context_processors=[], string_if_invalid=_MISSING)
 _MISSING_RE = re.compile("\x00missing:([^\x00]*)\x00")
+_LINE_BREAKS = re.compile(r"[\r\n\t\v\f\x85\u2028\u2029]+")
 
 
 class TemplateRenderError(Exception):
@@ -152,7 +153,7 @@ class CompiledTemplate:
         except Exception as exc:  # a filter given the wrong type, a bad date format…
             raise TemplateRenderError(f"The template did not render: {exc}") from exc
         # A subject is one header line: no newline may reach the message headers.
-        subject = " ".join(subject.split())[:MAX_SUBJECT_LENGTH]
+        subject = _LINE_BREAKS.sub(" ", subject).strip()[:MAX_SUBJECT_LENGTH]
         return RenderedMessage(subject=subject, body_text=body_text.strip() + "\n", body_html=body_html)
 
 

@@ -25,6 +25,7 @@ from notifications.services.webhooks import (
 
 
 class WebhookEndpointForm(forms.ModelForm):
+    url = forms.URLField(max_length=500, assume_scheme="https", help_text="https only (see the SSRF guard).")
     event_types = forms.MultipleChoiceField(
         choices=[(name, f"{name}: {description}") for name, description in EVENT_TYPES.items()],
         widget=forms.CheckboxSelectMultiple,

@@ -6,5 +6,20 @@ from tests.factories.customers import (
     InvoiceFactory,
     PaymentMethodFactory,
 )
+from tests.factories.notifications import (
+    BannerFactory,
+    NotificationFactory,
+    StaffTaskFactory,
+    WebhookEndpointFactory,
+)
 
-__all__ = ["ContactFactory", "CustomerFactory", "InvoiceFactory", "PaymentMethodFactory"]
+__all__ = [
+    "BannerFactory",
+    "ContactFactory",
+    "CustomerFactory",
+    "InvoiceFactory",
+    "NotificationFactory",
+    "PaymentMethodFactory",
+    "StaffTaskFactory",
+    "WebhookEndpointFactory",
+]
