@@ -64,10 +64,9 @@ def test_an_enqueued_message_goes_out_over_smtp_after_commit(
     smtp, customer, django_capture_on_commit_callbacks
 ) -> None:  # type: ignore[no-untyped-def]
     invoice = InvoiceFactory(customer=customer, number="INV-9", amount_due_minor=4900)
-    with django_capture_on_commit_callbacks(execute=True):
-        with transaction.atomic():
-            [row] = _enqueue(customer, invoice)
-            assert smtp.messages == []  # nothing leaves inside the dunning step's transaction
+    with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
+        [row] = _enqueue(customer, invoice)
+        assert smtp.messages == []  # nothing leaves inside the dunning step's transaction
     assert len(smtp.messages) == 1
     message = smtp.messages[0]
     assert message["To"] == "Billing Desk <billing@acme.example>"

@@ -25,7 +25,7 @@ class HttpSink:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                sink.received.append(Received(self.path, {k: v for k, v in self.headers.items()}, body))
+                sink.received.append(Received(self.path, dict(self.headers.items()), body))
                 status, headers, answer = sink.answers.pop(0) if len(sink.answers) > 1 else sink.answers[0]
                 self.send_response(status)
                 for name, value in headers.items():
