@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from notifications.models import BannerSeverity
 from notifications.services import banner_token_for
@@ -32,6 +33,9 @@ def browser_page():  # type: ignore[no-untyped-def]
             yield browser.new_page()
         finally:
             browser.close()
+            # Inside Playwright's block the test runs in another context, with its own database
+            # connection: close it here, or it outlives the test and PostgreSQL cannot drop the test database.
+            connections.close_all()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
