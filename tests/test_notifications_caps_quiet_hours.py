@@ -190,3 +190,19 @@ def test_the_dispatcher_itself_never_sends_during_quiet_hours(settings) -> None:
     assert row.status == NotificationStatus.QUEUED
     assert row.send_after == datetime(2025, 6, 11, 8, 0, tzinfo=PARIS)
     assert mail.outbox == []
+
+
+def test_a_link_the_customer_asked_for_goes_at_once_and_never_counts(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    settings.NOTIFICATIONS_CAP_PER_7_DAYS = 1
+    customer = CustomerFactory(time_zone="Europe/Paris")
+    evening = datetime(2025, 6, 10, 22, 30, tzinfo=PARIS).astimezone(UTC)
+    [asked] = _send(
+        customer, None, "portal_link:1", evening, template_key="portal_link", customer_requested=True
+    )
+    assert (asked.status, asked.send_after, asked.reason_code) == ("queued", evening, "")
+    assert notifications_dispatch(notification_ids=[asked.pk], now=evening).sent == 1
+    assert mail.outbox[0].subject == "Your secure link to update your payment method"
+    # It used none of the allowance: the next dunning message is not capped (only delayed to morning).
+    [dunning] = _send(customer, 1, "v1:1", evening)
+    assert (dunning.status, dunning.reason_code) == ("queued", "quiet_hours")

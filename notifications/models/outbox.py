@@ -101,6 +101,9 @@ class Notification(models.Model):
     status_reason = models.TextField(blank=True)
     # Capped messages are not blocked when this is set (final notice, recovered confirmation).
     bypass_cap = models.BooleanField(default=False)
+    # Asked for by the customer (a fresh portal link): neither counted nor capped, and not held for quiet
+    # hours, since the customer is waiting for it.
+    customer_requested = models.BooleanField(default=False)
     send_after = models.DateTimeField(default=timezone.now, help_text="Not sent before this time (UTC).")
     attempts = models.PositiveSmallIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)

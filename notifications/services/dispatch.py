@@ -234,6 +234,14 @@ def notifications_dispatch(
     return result
 
 
+def _respects_quiet_hours(notification: Notification) -> bool:
+    return (
+        notification.audience == Audience.CUSTOMER
+        and not notification.customer_requested
+        and notification.customer is not None
+    )
+
+
 def _dispatch_one(
     notification: Notification, connection: object, undeliverable: set[str], now: datetime
 ) -> str:
@@ -253,8 +261,8 @@ def _dispatch_one(
         status, code, text = stop
         _finish(notification, status=status, reason_code=code, status_reason=text[:1000])
         return "suppressed" if status == NotificationStatus.SUPPRESSED else "skipped"
-    if notification.audience == Audience.CUSTOMER and notification.customer is not None:
-        resume = quiet_hours_end(now, notification.customer.time_zone)
+    if _respects_quiet_hours(notification):
+        resume = quiet_hours_end(now, notification.customer.time_zone)  # type: ignore[union-attr]
         if resume is not None:
             _finish(
                 notification,
@@ -326,8 +334,8 @@ def _retry_or_fail(notification: Notification, error: SendError, now: datetime) 
         )
         return "failed"
     retry_at = now + email_retry_delay(max(attempts, 1))
-    if notification.audience == Audience.CUSTOMER and notification.customer is not None:
-        retry_at = quiet_hours_end(retry_at, notification.customer.time_zone) or retry_at
+    if _respects_quiet_hours(notification):
+        retry_at = quiet_hours_end(retry_at, notification.customer.time_zone) or retry_at  # type: ignore[union-attr]
     _finish(
         notification,
         status=NotificationStatus.QUEUED,

@@ -56,6 +56,9 @@ class MessageRequest:
     context: Mapping[str, object] = field(default_factory=dict)
     bypass_cap: bool = False
     channel: str = Channel.EMAIL
+    # The customer asked for this message (e.g. a fresh portal link): sent at once, even in quiet hours,
+    # and neither capped nor counted towards the cap.
+    customer_requested: bool = False
 
 
 def _locale_chain(locale: str) -> list[str]:
@@ -190,6 +193,7 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
             audience=Audience.CUSTOMER,
             created_at__gt=window_start,
             status__in=CAP_COUNTED_STATUSES,
+            customer_requested=False,
         )
         .values_list("customer_id", "message_key")
         .distinct()
@@ -214,6 +218,7 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
             "audience": Audience.CUSTOMER,
             "template_key": request.template_key,
             "bypass_cap": request.bypass_cap,
+            "customer_requested": request.customer_requested,
             "message_key": message_key,
             "batch": batch,
             "created_at": now,
@@ -232,11 +237,12 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
             )
             continue
         known = sent_messages[customer.pk]
-        capped = not request.bypass_cap and message_key not in known and len(known) >= cap
+        exempt = request.bypass_cap or request.customer_requested
+        capped = not exempt and message_key not in known and len(known) >= cap
         deliverable = [pair for pair in recipients if pair[0] not in undeliverable]
-        if deliverable and not capped:
+        if deliverable and not capped and not request.customer_requested:
             known.add(message_key)  # later requests in this batch see it
-        send_after = quiet_hours_end(now, customer.time_zone) or now
+        send_after = now if request.customer_requested else quiet_hours_end(now, customer.time_zone) or now
         for address, name in recipients:
             row = Notification(**base, recipient=address, recipient_name=name[:200])
             if address in undeliverable:
