@@ -9,6 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from customers.actors import Actor
 from customers.models import AuditEvent
 from notifications.models import (
     Notification,
@@ -201,3 +202,38 @@ def test_open_tasks_are_announced_on_their_list(admin_client) -> None:  # type: 
     StaffTaskFactory(status=StaffTaskStatus.DONE)
     page = admin_client.get(reverse("admin:notifications_stafftask_changelist")).content.decode()
     assert "1 task(s) are open." in page
+
+
+def test_every_add_and_change_page_renders(admin_client) -> None:  # type: ignore[no-untyped-def]
+    from notifications.models import ApiKey, MessageTemplate, WebhookDelivery
+    from notifications.services import WebhookEvent, api_key_create, suppressed_address_add, webhooks_emit
+
+    notification = NotificationFactory(status=NotificationStatus.SENT)
+    banner = BannerFactory()
+    task = StaffTaskFactory()
+    endpoint = WebhookEndpointFactory()
+    webhooks_emit(
+        events=[WebhookEvent("case.opened", "evt_1", {"case": 1}, notification.created_at)],
+    )
+    api_key_create(name="k", actor=Actor.system("test"))
+    suppressed_address_add(email="x@example.com", reason="manual")
+    pages = {
+        "notification": notification.pk,
+        "banner": banner.pk,
+        "stafftask": task.pk,
+        "webhookendpoint": endpoint.pk,
+        "webhookdelivery": WebhookDelivery.objects.get().pk,
+        "apikey": ApiKey.objects.get().pk,
+        "messagetemplate": MessageTemplate.objects.get(key="failure_1", locale="en").pk,
+        "suppressedaddress": SuppressedAddress.objects.get().pk,
+    }
+    for model, pk in pages.items():
+        response = admin_client.get(reverse(f"admin:notifications_{model}_change", args=[pk]))
+        assert response.status_code == 200, model
+    for model in ["messagetemplate", "apikey", "webhookendpoint", "suppressedaddress"]:
+        assert admin_client.get(reverse(f"admin:notifications_{model}_add")).status_code == 200, model
+    template_page = admin_client.get(
+        reverse("admin:notifications_messagetemplate_change", args=[pages["messagetemplate"]])
+    )
+    assert "{{ decline_reason }}" in template_page.content.decode()
+    assert "{% load %}" in template_page.content.decode()
