@@ -211,10 +211,12 @@ def customer_context(
     invoice: Invoice | None = None,
     payment_method: PaymentMethod | None = None,
     extra: Mapping[str, object] | None = None,
+    locale: str | None = None,
 ) -> dict[str, object]:
     """The documented variables for a customer message. ``extra`` (from dunning) fills the rest and may
-    override what is derived here, e.g. a plan name the invoice lines do not carry."""
-    locale = customer.locale or "en"
+    override what is derived here, e.g. a plan name the invoice lines do not carry. Amounts and dates are
+    formatted for ``locale`` (the customer's by default)."""
+    locale = locale or customer.locale or "en"
     extra = dict(extra or {})
     values: dict[str, object] = {
         "customer_name": customer.name,

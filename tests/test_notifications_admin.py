@@ -87,6 +87,14 @@ def test_the_same_open_escalation_is_not_created_twice(staff_group) -> None:  # 
     assert Notification.objects.count() == 2  # the two group members, once
 
 
+def test_a_task_can_go_to_another_group(staff_group, django_user_model) -> None:  # type: ignore[no-untyped-def]
+    legal = Group.objects.create(name="Legal")
+    django_user_model.objects.create_user("lawyer", "law@example.com", "pw").groups.add(legal)
+    task = staff_task_create(customer_id=None, case_ref=None, title="Hand-off", details="", group="Legal")
+    assert task.group_name == "Legal"
+    assert list(Notification.objects.values_list("recipient", flat=True)) == ["law@example.com"]
+
+
 def test_staff_mark_tasks_done_and_assign_them(admin_client, admin_user) -> None:  # type: ignore[no-untyped-def]
     task = StaffTaskFactory()
     page = admin_client.get(reverse("admin:notifications_stafftask_change", args=[task.pk]))

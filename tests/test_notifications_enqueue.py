@@ -139,13 +139,20 @@ def test_the_customers_locale_is_used_with_a_fallback_to_the_default() -> None:
     french = CustomerFactory(locale="fr-CA", currency="EUR")
     german = CustomerFactory(locale="de", currency="EUR")
     invoice = InvoiceFactory(customer=french, amount_due_minor=4900)
+    german_invoice = InvoiceFactory(customer=german, amount_due_minor=4900)
     rows = notifications_enqueue(
-        requests=[_request(french, case_ref=1, invoice_id=invoice.pk), _request(german, case_ref=2)], now=NOON
+        requests=[
+            _request(french, case_ref=1, invoice_id=invoice.pk),
+            _request(german, case_ref=2, invoice_id=german_invoice.pk),
+        ],
+        now=NOON,
     )
     by_customer = {r.customer_id: r for r in rows}
     assert by_customer[french.pk].locale == "fr"
     assert by_customer[french.pk].subject == "Un souci avec votre paiement de 49,00\xa0€"
     assert by_customer[german.pk].locale == "en"
+    # An English fallback reads as English, amounts included.
+    assert "collect €49.00 for invoice" in by_customer[german.pk].body_text
 
 
 def test_an_unknown_template_fails_the_row_without_stopping_the_batch() -> None:

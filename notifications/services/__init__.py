@@ -12,11 +12,16 @@ from notifications.services.banners import (
     banners_clear,
     banners_show,
 )
-from notifications.services.dispatch import notifications_dispatch, notifications_reap_interrupted
+from notifications.services.dispatch import (
+    notifications_dispatch,
+    notifications_dispatch_due,
+    notifications_reap_interrupted,
+)
 from notifications.services.outbox import (
     MessageRequest,
     notifications_cancel_for_cases,
     notifications_enqueue,
+    notifications_requeue,
     suppressed_address_add,
 )
 from notifications.services.staff import staff_task_complete, staff_task_create
@@ -46,7 +51,9 @@ __all__ = [
     "notification_record_tracking",
     "notifications_cancel_for_cases",
     "notifications_dispatch",
+    "notifications_dispatch_due",
     "notifications_enqueue",
+    "notifications_requeue",
     "notifications_reap_interrupted",
     "staff_task_complete",
     "staff_task_create",

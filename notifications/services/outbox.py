@@ -102,6 +102,15 @@ class TemplateSet:
         raise TemplateRenderError(f"There is no template {key!r} (locale {locale or 'default'} or default).")
 
 
+def formatting_locale(customer_locale: str, template_locale: str) -> str:
+    """Amounts and dates follow the customer's locale when the template is in their language (fr-CA
+    reading the fr template), and the template's otherwise, so an English fallback reads as English."""
+    language = (customer_locale or "").replace("_", "-").split("-")[0].lower()
+    return (
+        customer_locale if language and language == template_locale.split("-")[0].lower() else template_locale
+    )
+
+
 def resolve_recipients(
     customer: Customer, contacts: Sequence[Contact], *, case_day: int | None
 ) -> list[tuple[str, str]]:
@@ -288,6 +297,7 @@ def _render_into(
             invoice=invoice,
             payment_method=method,
             extra=extra,
+            locale=formatting_locale(customer.locale, locale),
         )
         rendered = compiled.render(context, locale=locale)
     except TemplateRenderError as exc:

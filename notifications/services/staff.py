@@ -25,10 +25,10 @@ from notifications.services.outbox import TemplateSet, notifications_enqueue_sta
 logger = logging.getLogger(__name__)
 
 
-def staff_group_recipients() -> list[tuple[str, str]]:
+def staff_group_recipients(group: str | None = None) -> list[tuple[str, str]]:
     users = (
         get_user_model()
-        .objects.filter(groups__name=conf.staff_group(), is_active=True)
+        .objects.filter(groups__name=group or conf.staff_group(), is_active=True)
         .exclude(email="")
         .order_by("pk")
     )
@@ -42,8 +42,10 @@ def staff_task_create(
     title: str,
     details: str,
     invoice_id: int | None = None,
+    group: str | None = None,
 ) -> StaffTask:
-    """Open a staff task and email the staff group about it.
+    """Open a staff task and email the staff group about it (``group``, a Django auth Group name, or the
+    ``NOTIFICATIONS_STAFF_GROUP`` setting).
 
     Idempotent: while an open task with the same title exists for the same case (or customer), that task
     is returned and nobody is emailed again.
@@ -61,7 +63,7 @@ def staff_task_create(
             invoice_id=invoice_id,
             title=title[:200],
             details=details,
-            group_name=conf.staff_group(),
+            group_name=group or conf.staff_group(),
             created_at=now,
         )
         if customer_id is not None:
