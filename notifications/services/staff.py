@@ -79,12 +79,12 @@ def staff_task_create(
 
 
 def _email_staff(task: StaffTask, *, now: datetime) -> None:
-    recipients = staff_group_recipients()
+    recipients = staff_group_recipients(task.group_name)
     if not recipients:
         logger.warning(
             "staff task %s: the group %r has no active member with an email address",
             task.pk,
-            conf.staff_group(),
+            task.group_name,
         )
         return
     customer = Customer.objects.filter(pk=task.customer_id).first() if task.customer_id else None
