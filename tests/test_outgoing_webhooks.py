@@ -123,7 +123,7 @@ def test_emitting_many_events_is_a_constant_number_of_statements() -> None:
         webhooks_emit(events=[_event(f"a{i}", "payment.retry_failed") for i in range(3)])
     with CaptureQueriesContext(connection) as many:
         assert webhooks_emit(events=[_event(f"b{i}", "payment.retry_failed") for i in range(30)]) == 60
-    assert len(few) == len(many) <= 5
+    assert len(few) == len(many) == 3  # endpoints, insert, read-back
 
 
 def test_failures_follow_the_retry_schedule_for_three_days(sink, settings) -> None:  # type: ignore[no-untyped-def]

@@ -159,7 +159,7 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
     template, and insert idempotently: a row already present for (case, step, channel, recipient) is left
     alone, so a repeated call creates nothing. Due rows are dispatched by a task after commit.
 
-    Runs inside the caller's transaction (a savepoint), in a constant number of statements.
+    Runs inside the caller's transaction, in a constant number of statements (nine).
     """
     if not requests:
         return []
@@ -272,12 +272,13 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
                     row.status_reason = "Delayed until the end of the customer's quiet hours."
             rows.append(row)
 
-    with transaction.atomic():
-        Notification.objects.bulk_create(rows, ignore_conflicts=True)
-        created = list(Notification.objects.filter(batch=batch).order_by("id"))
-        schedule_dispatch(
-            [n.pk for n in created if n.status == NotificationStatus.QUEUED and n.send_after <= now]
-        )
+    # No savepoint of its own: the caller's transaction (the dunning step) is the unit, and the tick's
+    # statement budget is tight. Outside a transaction, each statement commits and dispatch starts at once.
+    Notification.objects.bulk_create(rows, ignore_conflicts=True)
+    created = list(Notification.objects.filter(batch=batch).order_by("id"))
+    schedule_dispatch(
+        [n.pk for n in created if n.status == NotificationStatus.QUEUED and n.send_after <= now]
+    )
     return created
 
 

@@ -135,10 +135,10 @@ def webhooks_emit(*, events: Sequence[WebhookEvent]) -> int:
                 )
     if not rows:
         return 0
-    with transaction.atomic():
-        WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
-        created = list(WebhookDelivery.objects.filter(batch=batch).values_list("pk", flat=True))
-        schedule_delivery(created)
+    # Part of the caller's transaction (no savepoint: the dunning tick counts its statements).
+    WebhookDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+    created = list(WebhookDelivery.objects.filter(batch=batch).values_list("pk", flat=True))
+    schedule_delivery(created)
     return len(created)
 
 
