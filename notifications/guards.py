@@ -14,7 +14,8 @@ dunning app registers a guard at start-up (in its ``AppConfig.ready``)::
 
     register_send_guard(case_still_open)
 
-The dispatcher calls every registered guard for every customer message (staff alerts are not guarded), after it has claimed the row and after its
+The dispatcher calls every registered guard for every customer reminder (staff alerts, and messages
+queued with ``only_while_unpaid=False`` such as the recovered confirmation, are not guarded), after it has claimed the row and after its
 own invoice check (a paid, void or uncollectible invoice suppresses the row), and immediately before
 sending. A guard returns ``None`` to let the message go, or a short reason: the row then becomes
 ``suppressed`` with that reason, and nothing is sent. A guard that raises counts as a transient error:

@@ -234,3 +234,41 @@ def test_a_row_left_sending_by_a_dead_worker_is_failed_not_resent(smtp) -> None:
     assert (stale.status, stale.reason_code) == ("failed", "interrupted")
     assert fresh.status == NotificationStatus.SENDING
     assert smtp.messages == []
+
+
+def test_the_recovered_confirmation_goes_out_after_payment_and_survives_recovery(smtp, customer) -> None:  # type: ignore[no-untyped-def]
+    """Reminders stop at payment; the message about the payment itself must not."""
+    from notifications.services import notifications_cancel_for_cases
+
+    invoice = InvoiceFactory(customer=customer, number="INV-R")
+    [reminder] = _enqueue(customer, invoice, case_ref=9, step="v1:2")
+    invoice_close(invoice=invoice, status=InvoiceStatus.PAID, actor=Actor.system("test"))
+    [thanks] = notifications_enqueue(
+        requests=[
+            MessageRequest(
+                customer_id=customer.pk,
+                template_key="recovered",
+                case_ref=9,
+                step_ref="recovered",
+                invoice_id=invoice.pk,
+                bypass_cap=True,
+                only_while_unpaid=False,
+            )
+        ],
+        now=_daytime(),
+    )
+    assert notifications_cancel_for_cases(case_refs=[9], reason="recovered") == 1
+
+    def case_closed(notification: Notification) -> str | None:
+        return "case no longer open"
+
+    guards.register_send_guard(case_closed)
+    try:
+        notifications_dispatch(notification_ids=[reminder.pk, thanks.pk])
+    finally:
+        guards.unregister_send_guard(case_closed)
+    reminder.refresh_from_db()
+    thanks.refresh_from_db()
+    assert reminder.status == NotificationStatus.SUPPRESSED
+    assert thanks.status == NotificationStatus.SENT
+    assert [m["Subject"] for m in smtp.messages] == ["Thank you: your Example SaaS payment went through"]

@@ -104,6 +104,9 @@ class Notification(models.Model):
     # Asked for by the customer (a fresh portal link): neither counted nor capped, and not held for quiet
     # hours, since the customer is waiting for it.
     customer_requested = models.BooleanField(default=False)
+    # Reminders stop once the invoice is paid or the case closes (checked at send time). Messages about
+    # the outcome itself (the recovered confirmation, win-back) set this to False.
+    only_while_unpaid = models.BooleanField(default=True)
     send_after = models.DateTimeField(default=timezone.now, help_text="Not sent before this time (UTC).")
     attempts = models.PositiveSmallIntegerField(default=0)
     last_attempt_at = models.DateTimeField(null=True, blank=True)

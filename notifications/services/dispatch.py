@@ -186,7 +186,7 @@ def _finish(notification: Notification, **changes: object) -> None:
 def _pre_send_reason(notification: Notification, undeliverable: set[str]) -> tuple[str, str, str] | None:
     """(status, reason code, text) when the row must not be sent now; None when it may go."""
     invoice = notification.invoice
-    if invoice is not None and invoice.status in FINAL_INVOICE_STATUSES:
+    if notification.only_while_unpaid and invoice is not None and invoice.status in FINAL_INVOICE_STATUSES:
         return (
             NotificationStatus.SUPPRESSED,
             ReasonCode.INVOICE_CLOSED,
@@ -246,7 +246,7 @@ def _dispatch_one(
     notification: Notification, connection: object, undeliverable: set[str], now: datetime
 ) -> str:
     stop = _pre_send_reason(notification, undeliverable)
-    if stop is None and notification.audience == Audience.CUSTOMER:
+    if stop is None and notification.audience == Audience.CUSTOMER and notification.only_while_unpaid:
         try:
             reason = guards.check_guards(notification)
         except Exception as exc:

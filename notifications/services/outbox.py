@@ -59,6 +59,10 @@ class MessageRequest:
     # The customer asked for this message (e.g. a fresh portal link): sent at once, even in quiet hours,
     # and neither capped nor counted towards the cap.
     customer_requested: bool = False
+    # True (reminders): suppressed at send time once the invoice is paid/void/uncollectible or a send guard
+    # says the case is closed, and cancelled by recovery. False for messages about the outcome itself,
+    # which are sent after payment or closure: the recovered confirmation, win-back.
+    only_while_unpaid: bool = True
 
 
 def _locale_chain(locale: str) -> list[str]:
@@ -228,6 +232,7 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
             "template_key": request.template_key,
             "bypass_cap": request.bypass_cap,
             "customer_requested": request.customer_requested,
+            "only_while_unpaid": request.only_while_unpaid,
             "message_key": message_key,
             "batch": batch,
             "created_at": now,
@@ -330,14 +335,18 @@ def schedule_dispatch(notification_ids: Sequence[int]) -> None:
 
 
 def notifications_cancel_for_cases(*, case_refs: Sequence[int], reason: str) -> int:
-    """Queued messages of these cases become ``suppressed`` (call it in the recovery's transaction).
+    """Queued reminders of these cases become ``suppressed`` (call it in the recovery's transaction).
+
+    Messages queued with ``only_while_unpaid=False`` (the recovered confirmation) are kept.
 
     A message already being handed to the provider cannot be called back; the dispatcher's send guards
     close that window for everything still queued. Returns the number of rows suppressed.
     """
     if not case_refs:
         return 0
-    return Notification.objects.filter(case_ref__in=list(case_refs), status=NotificationStatus.QUEUED).update(
+    return Notification.objects.filter(
+        case_ref__in=list(case_refs), status=NotificationStatus.QUEUED, only_while_unpaid=True
+    ).update(
         status=NotificationStatus.SUPPRESSED,
         reason_code=ReasonCode.CANCELLED,
         status_reason=reason[:1000],
