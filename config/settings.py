@@ -207,6 +207,35 @@ PORTAL_BASE_URL: str = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000
 # Tables above this many rows get an estimated, not exact, count on admin changelists.
 ADMIN_EXACT_COUNT_LIMIT: int = env.int("ADMIN_EXACT_COUNT_LIMIT", default=10_000)
 
+# --- Notifications (emails, banners, outgoing webhooks) -------------------------------------------------
+# Every one is documented in README.md ("Notifications" and "Configuration").
+# Customer messages per customer per rolling 7 days; the final notice and the recovered confirmation
+# are never blocked by it.
+NOTIFICATIONS_CAP_PER_7_DAYS: int = env.int("NOTIFICATIONS_CAP_PER_7_DAYS", default=3)
+# Local hours (customer's time zone) during which no email leaves: start inclusive, end exclusive.
+NOTIFICATIONS_QUIET_HOURS_START: int = env.int("NOTIFICATIONS_QUIET_HOURS_START", default=21)
+NOTIFICATIONS_QUIET_HOURS_END: int = env.int("NOTIFICATIONS_QUIET_HOURS_END", default=8)
+# From this day of a case, messages go to every contact, not only the billing ones.
+NOTIFICATIONS_ESCALATION_DAY: int = env.int("NOTIFICATIONS_ESCALATION_DAY", default=7)
+# Templates fall back to this locale when the customer's has no version.
+NOTIFICATIONS_DEFAULT_LOCALE: str = env.str("NOTIFICATIONS_DEFAULT_LOCALE", default="en")
+# Transient provider errors are retried this many times, with backoff, before the row is failed.
+NOTIFICATIONS_MAX_SEND_ATTEMPTS: int = env.int("NOTIFICATIONS_MAX_SEND_ATTEMPTS", default=6)
+# The Django auth group whose members receive escalations and operational alerts by email.
+NOTIFICATIONS_STAFF_GROUP: str = env.str("NOTIFICATIONS_STAFF_GROUP", default="Dunning staff")
+# Banner API: browser/proxy cache lifetime of an answer, in seconds.
+BANNER_API_MAX_AGE: int = env.int("BANNER_API_MAX_AGE", default=30)
+# Banner embed tokens: default lifetime, and the product origins allowed to read them (CORS).
+BANNER_TOKEN_TTL_SECONDS: int = env.int("BANNER_TOKEN_TTL_SECONDS", default=900)
+BANNER_EMBED_ALLOWED_ORIGINS: list[str] = env.list("BANNER_EMBED_ALLOWED_ORIGINS", default=[])
+# Outgoing webhooks: plain-http hosts allowed (development only), whether private/loopback addresses
+# may be called (development and tests only), the request timeout, and how long an endpoint may fail
+# continuously before it is disabled.
+WEBHOOKS_ALLOW_HTTP_HOSTS: list[str] = env.list("WEBHOOKS_ALLOW_HTTP_HOSTS", default=[])
+WEBHOOKS_ALLOW_PRIVATE_ADDRESSES: bool = env.bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", default=False)
+WEBHOOKS_TIMEOUT_SECONDS: float = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=10.0)
+WEBHOOKS_DISABLE_AFTER_HOURS: int = env.int("WEBHOOKS_DISABLE_AFTER_HOURS", default=72)
+
 # --- Dunning engine -------------------------------------------------------------------------------------
 # simulated (default), stripe, or a dotted path to a dunning.gateways.PaymentGateway subclass.
 PAYMENT_GATEWAY: str = env.str("PAYMENT_GATEWAY", default="simulated")

@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
+from django.urls import include, path
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
@@ -17,4 +17,7 @@ admin.site.index_title = "Recover failed payments"
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    # Banner API (/api/v1/banners/...) and the email provider's tracking webhooks.
+    path("", include("notifications.urls")),
+    path("anymail/", include("anymail.urls")),
 ]

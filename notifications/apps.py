@@ -6,3 +6,11 @@ class NotificationsConfig(AppConfig):
 
     name = "notifications"
     verbose_name = "Notifications"
+
+    def ready(self) -> None:
+        from anymail.signals import tracking
+
+        from notifications.signals import on_anymail_tracking
+
+        # anymail's tracking webhooks (mounted under /anymail/) arrive here.
+        tracking.connect(on_anymail_tracking, dispatch_uid="notifications.anymail_tracking")

@@ -7,13 +7,23 @@ from tests.factories.customers import (
     PaymentMethodFactory,
 )
 from tests.factories.dunning import TEST_ACTOR, failed_invoice, make_policy
+from tests.factories.notifications import (
+    BannerFactory,
+    NotificationFactory,
+    StaffTaskFactory,
+    WebhookEndpointFactory,
+)
 
 __all__ = [
     "TEST_ACTOR",
+    "BannerFactory",
     "ContactFactory",
     "CustomerFactory",
     "InvoiceFactory",
+    "NotificationFactory",
     "PaymentMethodFactory",
+    "StaffTaskFactory",
+    "WebhookEndpointFactory",
     "failed_invoice",
     "make_policy",
 ]

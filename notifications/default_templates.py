@@ -1,0 +1,250 @@
+"""The templates shipped with the product, in English. Staff edit them in the admin afterwards.
+
+``install_default_templates`` creates the missing (key, locale) rows and never overwrites a row staff have
+edited; the data migration calls it, and so can ``python manage.py sync_message_templates``.
+
+Tone follows the usual dunning sequence: pre-dunning reminders are light and helpful, the first failure
+is friendly ("we noticed an issue"), the second is direct about what the customer will lose, the third is
+urgent, carries the date and offers help, and the final notice is plain. Every customer email has one
+clear link to the payment page and a plain-text part.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_LOCALE = "en"
+
+
+@dataclass(frozen=True)
+class DefaultTemplate:
+    key: str
+    description: str
+    subject: str
+    paragraphs: tuple[str, ...]
+    cta_label: str = ""
+    cta_variable: str = "portal_url"
+    closing: str = "Thanks,\nThe {{ product_name }} team"
+
+    @property
+    def body_text(self) -> str:
+        parts = list(self.paragraphs)
+        if self.cta_label:
+            parts.append(f"{self.cta_label}:\n{{{{ {self.cta_variable} }}}}")
+        parts.append(self.closing)
+        return "\n\n".join(parts) + "\n"
+
+    @property
+    def body_html(self) -> str:
+        paragraphs = "\n".join(
+            f'      <p style="margin:0 0 16px">{p.replace(chr(10), "<br>")}</p>' for p in self.paragraphs
+        )
+        button = ""
+        if self.cta_label:
+            link = f"{{{{ {self.cta_variable} }}}}"
+            button = (
+                '      <p style="margin:24px 0">'
+                f'<a href="{link}" style="background:#1a56db;color:#ffffff;padding:12px 20px;'
+                f'border-radius:6px;text-decoration:none;font-weight:600;display:inline-block">{self.cta_label}</a>'
+                "</p>\n"
+                '      <p style="margin:0 0 16px;font-size:13px;color:#57606a">If the button does not work, '
+                f'copy this link into your browser:<br><a href="{link}" style="color:#1a56db">{link}</a></p>\n'
+            )
+        closing = self.closing.replace("\n", "<br>")
+        return (
+            "<!doctype html>\n"
+            '<html lang="en">\n'
+            '  <body style="margin:0;padding:0;background:#f6f8fa">\n'
+            '    <div style="max-width:560px;margin:0 auto;padding:32px 24px;background:#ffffff;'
+            "font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:15px;"
+            'line-height:1.5;color:#1f2328">\n'
+            f"{paragraphs}\n{button}"
+            f'      <p style="margin:24px 0 0">{closing}</p>\n'
+            "    </div>\n"
+            "  </body>\n"
+            "</html>\n"
+        )
+
+
+_GREETING = "Hi {{ contact_name }},"
+_HELP = (
+    "If something is wrong, or you need another way to pay or a little more time, just reply to this "
+    "email. A person on our billing team reads every reply."
+)
+
+DEFAULT_TEMPLATES: tuple[DefaultTemplate, ...] = (
+    DefaultTemplate(
+        key="predunning_expiry_30d",
+        description="Pre-dunning: the default card expires in 30 days.",
+        subject="Your card ending {{ card_last4 }} expires soon",
+        paragraphs=(
+            _GREETING,
+            "A quick heads-up: the {{ card_brand }} card ending in {{ card_last4 }} that pays for "
+            "{{ product_name }} expires at the end of {{ card_expiry }}.",
+            "If you already have a new card, adding it now takes about a minute and keeps everything "
+            "running without a gap. If your bank updates cards automatically, there may be nothing to do.",
+        ),
+        cta_label="Update your card",
+    ),
+    DefaultTemplate(
+        key="predunning_expiry_7d",
+        description="Pre-dunning: the default card expires in 7 days.",
+        subject="Reminder: your card ending {{ card_last4 }} expires in a week",
+        paragraphs=(
+            _GREETING,
+            "The {{ card_brand }} card ending in {{ card_last4 }} on your {{ product_name }} account "
+            "expires at the end of {{ card_expiry }}, and we have not received a new one yet.",
+            "Your next payment will fail on an expired card. Updating it now avoids any interruption.",
+        ),
+        cta_label="Update your card",
+    ),
+    DefaultTemplate(
+        key="failure_1",
+        description="First failed payment: friendly, 'we noticed an issue'.",
+        subject="We noticed an issue with your {{ product_name }} payment",
+        paragraphs=(
+            _GREETING,
+            "We tried to collect {{ amount }} for invoice {{ invoice_number }}{% if plan %} ({{ plan }})"
+            "{% endif %}, but the payment did not go through.{% if decline_reason %} {{ decline_reason }}"
+            "{% endif %}",
+            "This happens: cards expire, banks flag charges. Your account is not affected, and we will "
+            "try again automatically over the next few days.",
+            "If you would rather sort it out now, you can update your payment method in one click.",
+        ),
+        cta_label="Update your payment method",
+    ),
+    DefaultTemplate(
+        key="failure_2",
+        description="Second failed payment: direct, what they will lose.",
+        subject="Action needed: your {{ product_name }} payment of {{ amount }} is still outstanding",
+        paragraphs=(
+            _GREETING,
+            "Our second attempt to collect {{ amount }} for invoice {{ invoice_number }} failed as "
+            "well.{% if decline_reason %} {{ decline_reason }}{% endif %}",
+            "If the payment does not go through{% if access_affected_on %} by {{ access_affected_on }}"
+            "{% endif %}, your account will be limited and your team will lose access to "
+            "{% if plan %}the features of your {{ plan }}{% else %}{{ product_name }}{% endif %}.",
+            "Updating your card or choosing another payment method takes about a minute.",
+        ),
+        cta_label="Update your payment method",
+    ),
+    DefaultTemplate(
+        key="failure_3",
+        description="Third failed payment: urgent, with the date, and an offer of help.",
+        subject="Urgent: your {{ product_name }} access will be limited{% if access_affected_on %} on "
+        "{{ access_affected_on }}{% endif %}",
+        paragraphs=(
+            _GREETING,
+            "We have tried several times to collect {{ amount }} for invoice {{ invoice_number }}, "
+            "without success.{% if decline_reason %} {{ decline_reason }}{% endif %}",
+            "{% if access_affected_on %}On {{ access_affected_on }}{% else %}Very soon{% endif %}, access "
+            "to {{ product_name }} will be limited for {% if company %}{{ company }}{% else %}your account"
+            "{% endif %}. Updating your payment method now keeps everything as it is.",
+            _HELP,
+        ),
+        cta_label="Update your payment method now",
+    ),
+    DefaultTemplate(
+        key="final_notice",
+        description="Final notice before suspension. Never blocked by the contact cap.",
+        subject="Final notice: invoice {{ invoice_number }} for {{ amount }}",
+        paragraphs=(
+            _GREETING,
+            "This is our last reminder about invoice {{ invoice_number }} for {{ amount }}, which is "
+            "still unpaid.",
+            "Unless it is paid{% if access_affected_on %} by {{ access_affected_on }}{% endif %}, your "
+            "{{ product_name }} subscription will be suspended. Your data stays safe, and paying restores "
+            "access straight away.",
+            _HELP,
+        ),
+        cta_label="Pay invoice {{ invoice_number }}",
+    ),
+    DefaultTemplate(
+        key="recovered",
+        description="Recovered: thank you. Never blocked by the contact cap.",
+        subject="Thank you: your {{ product_name }} payment went through",
+        paragraphs=(
+            _GREETING,
+            "Thank you: we received {{ amount }} for invoice {{ invoice_number }}. Your account is fully "
+            "active and there is nothing else to do.",
+            "You can review your payment details at any time.",
+        ),
+        cta_label="View your billing details",
+    ),
+    DefaultTemplate(
+        key="suspended",
+        description="The account has been suspended for non-payment.",
+        subject="Your {{ product_name }} account has been suspended",
+        paragraphs=(
+            _GREETING,
+            "Because we could not collect {{ amount }} for invoice {{ invoice_number }}, your "
+            "{{ product_name }} account is now suspended.",
+            "Your data is safe. As soon as the invoice is paid, access comes back automatically.",
+            _HELP,
+        ),
+        cta_label="Pay and restore access",
+    ),
+    DefaultTemplate(
+        key="winback",
+        description="Win-back, after the subscription ended for non-payment.",
+        subject="Your {{ product_name }} account is waiting for you",
+        paragraphs=(
+            _GREETING,
+            "Your {{ product_name }} subscription ended because a payment did not go through, not "
+            "because you chose to leave. We would be glad to have you back.",
+            "Your account is still here. Update your payment method and you can pick up where you left off.",
+            _HELP,
+        ),
+        cta_label="Reactivate your account",
+    ),
+    DefaultTemplate(
+        key="portal_link",
+        description="A fresh link to the payment page, when the customer asks for one.",
+        subject="Your secure link to update your payment method",
+        paragraphs=(
+            _GREETING,
+            "Here is the link you asked for. It opens a secure page where you can update the payment "
+            "method of your {{ product_name }} account, without logging in.",
+            "The link works for a limited time. If you did not ask for it, you can ignore this email.",
+        ),
+        cta_label="Update your payment method",
+    ),
+    DefaultTemplate(
+        key="staff_escalation",
+        description="To the staff group: a task that needs a person (escalation, operational alert).",
+        subject="[{{ product_name }} billing] {{ task_title }}",
+        paragraphs=(
+            "A billing task needs attention.",
+            "{{ task_title }}",
+            "{% if customer_name %}Customer: {{ customer_name }}{% if company %} ({{ company }}){% endif %}\n"
+            "{% endif %}{% if invoice_number %}Invoice: {{ invoice_number }}, {{ amount }}{% endif %}",
+            "{{ task_details }}",
+        ),
+        cta_label="Open the task",
+        cta_variable="admin_url",
+        closing="(Sent by the dunning back office.)",
+    ),
+)
+
+
+def install_default_templates(template_model: Any) -> int:
+    """Create the shipped templates that are missing. Never overwrites a row. Returns how many it created.
+
+    Takes the model class so that the data migration can pass its historical model.
+    """
+    existing = set(template_model.objects.filter(locale=DEFAULT_LOCALE).values_list("key", flat=True))
+    missing = [
+        template_model(
+            key=template.key,
+            locale=DEFAULT_LOCALE,
+            description=template.description,
+            subject=template.subject,
+            body_text=template.body_text,
+            body_html=template.body_html,
+        )
+        for template in DEFAULT_TEMPLATES
+        if template.key not in existing
+    ]
+    template_model.objects.bulk_create(missing)
+    return len(missing)
