@@ -6,3 +6,10 @@ class DunningConfig(AppConfig):
 
     name = "dunning"
     verbose_name = "Dunning"
+
+    def ready(self) -> None:
+        # Notifications cannot import dunning; dunning tells it, at start-up, how to spot a closed case.
+        from dunning.guards import case_still_active, prefetch_case_states
+        from notifications.guards import register_send_guard
+
+        register_send_guard(case_still_active, prefetch=prefetch_case_states)

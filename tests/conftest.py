@@ -28,3 +28,22 @@ def _clear_cache() -> None:
     from django.core.cache import cache
 
     cache.clear()
+
+
+@pytest.fixture
+def dunning_seeds(django_db_blocker: object) -> None:
+    """Data migrations' rows (decline codes, the default policy) for ``transaction=True`` tests.
+
+    Those tests end with a flush that empties every table, so they put the seeds back themselves rather than
+    relying on serialized rollback (which clashes with content types recreated by other tests' flushes).
+    """
+    import importlib
+
+    from django.apps import apps
+
+    from dunning.models import DeclineCode, DunningPolicy
+
+    if not DeclineCode.objects.exists():
+        importlib.import_module("dunning.migrations.0002_seed_decline_codes").seed(apps, None)
+    if not DunningPolicy.objects.filter(name="Default").exists():
+        importlib.import_module("dunning.migrations.0003_default_policy").create(apps, None)

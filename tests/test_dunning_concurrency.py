@@ -22,8 +22,11 @@ from dunning.services.charging import ChargeRefused, attempt_charge
 from dunning.services.tick import run_tick
 from tests.factories import TEST_ACTOR, failed_invoice
 
-# serialized_rollback: the flush after each test would otherwise wipe the seeded policy and decline codes.
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("dunning_seeds"),
+]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OPENED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 

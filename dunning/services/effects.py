@@ -14,6 +14,7 @@ from django.conf import settings
 
 from customers.actors import Actor
 from customers.models import EntitlementState, InvoiceStatus
+from customers.money import format_money
 from customers.services import AuditBuffer, customers_set_entitlement_many, invoices_close_many
 from dunning.models import CaseEventKind, CaseState, DunningCase, StepAction
 from dunning.schedule import step_due_at
@@ -147,6 +148,24 @@ def cases_closed(*, cases: Sequence[DunningCase], actor: Actor, now: datetime, e
         return
     case_ids = [case.pk for case in cases]
     communication.withdraw_for_cases(case_ids=case_ids, reason="case closed")
+    # The thank-you goes out because the invoice was paid: it is not a reminder, so payment does not stop it.
+    communication.send_messages(
+        intents=[
+            communication.MessageIntent(
+                customer_id=case.customer_id,
+                case_id=case.pk,
+                step_ref="recovered",
+                template_key="recovered",
+                invoice_id=case.invoice_id,
+                context={"portal_url": portal_url_for(case)},
+                bypass_cap=True,
+                only_while_unpaid=False,
+            )
+            for case in cases
+            if case.state == CaseState.RECOVERED
+        ],
+        now=now,
+    )
     recovered_customers = {case.customer_id for case in cases if case.state == CaseState.RECOVERED}
     if recovered_customers:
         still_dunning = set(
@@ -220,6 +239,7 @@ def run_steps(
         counts[action] += 1
         step_ref = f"v{case.policy_version_id}:{index}"
         context = {
+            "amount": format_money(case.amount_minor, case.currency, case.customer.locale),
             "decline_reason": decline_messages.get(case.pk, ""),
             "access_affected_on": access_affected_on(case),
             "portal_url": portal_url_for(case),

@@ -157,6 +157,7 @@ CASE_LOAD_FIELDS = (
     "customer__external_id",
     "customer__name",
     "customer__time_zone",
+    "customer__locale",
     "customer__gateway_customer_id",
 )
 

@@ -41,6 +41,7 @@ EVENT_TYPES: dict[str, str] = {
     "case.handed_off": "The case was handed to a person or a collection agency.",
     "customer.entitlement_changed": "Degrade, suspend or restore the customer's access.",
     "notification.sent": "An email to the customer went out.",
+    "case.step": "A policy's webhook step ran; the payload's step names the milestone (e.g. grace_period_ended).",
 }
 TEST_EVENT_TYPE = "webhook.test"
 
