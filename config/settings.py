@@ -206,3 +206,9 @@ COMPANY_LOGO_URL: str = env.str("COMPANY_LOGO_URL", default="")
 PORTAL_BASE_URL: str = env.str("PORTAL_BASE_URL", default="http://127.0.0.1:8000")
 # Tables above this many rows get an estimated, not exact, count on admin changelists.
 ADMIN_EXACT_COUNT_LIMIT: int = env.int("ADMIN_EXACT_COUNT_LIMIT", default=10_000)
+# Largest CSV the admin accepts for import; bigger files go through `manage.py import_accounts`.
+ACCOUNT_IMPORT_MAX_UPLOAD_MB: int = env.int("ACCOUNT_IMPORT_MAX_UPLOAD_MB", default=50)
+# django-import-export: importing and exporting need their own permissions (e.g. customers.import_customer),
+# for every model admin that offers them, not only the add/change permissions.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.core.files import File
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -21,14 +24,30 @@ from customers.accounts_csv.selectors import account_export_rows
 from customers.accounts_csv.staging import AccountStage
 from customers.accounts_csv.validation import RowError, RowValidator, read_header
 from customers.actors import Actor
-from customers.models import Customer
+from customers.models import AccountImport, AccountImportStatus, Customer
 from customers.money import to_major_units
 from customers.services import audit_record
 
-__all__ = ["ImportReport", "UnreadableFile", "accounts_export_stream", "accounts_import"]
+__all__ = [
+    "ImportNotPending",
+    "ImportReport",
+    "UnreadableFile",
+    "account_import_confirm",
+    "account_import_discard",
+    "account_import_error_report",
+    "account_import_preview",
+    "account_imports_purge_expired",
+    "accounts_export_stream",
+    "accounts_import",
+]
 
 DEFAULT_BATCH_SIZE = 5000
-Progress = Callable[[int, int], None]
+# How many errors the admin keeps with a preview, and how many its downloadable error report lists.
+PREVIEW_ERRORS = 1000
+ERROR_REPORT_ERRORS = 100_000
+# progress(rows read so far, bytes read so far, phase): phase is "reading" while rows stream in, then
+# "writing" while the checks across rows and the upsert run.
+Progress = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -143,12 +162,12 @@ def accounts_import(
                     report.rows += len(batch)
                     batch = []
                     if progress is not None:
-                        progress(report.rows, csv_source.bytes_read)
+                        progress(report.rows, csv_source.bytes_read, "reading")
             if batch:
                 write(batch)
                 report.rows += len(batch)
         if progress is not None:
-            progress(report.rows, csv_source.bytes_read)
+            progress(report.rows, csv_source.bytes_read, "writing")
         if expected_sha256 and csv_source.sha256 != expected_sha256:
             raise UnreadableFile("The stored file is not the one that was previewed; upload it again.")
 
@@ -214,47 +233,192 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+class AccountExport:
+    """The CSV text of an export, in chunks; ``rows`` counts the accounts written so far."""
+
+    def __init__(self, *, queryset: QuerySet[Customer], actor: Actor, filters: dict[str, Any], bom: bool):
+        self.queryset, self.actor, self.filters, self.bom = queryset, actor, filters, bom
+        self.rows = 0
+
+    def __iter__(self) -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        if self.bom:
+            buffer.write(UTF8_BOM)
+        writer.writerow(COLUMN_NAMES)
+        complete = False
+        try:
+            for values in account_export_rows(queryset=self.queryset):
+                *head, balance, oldest_due = values
+                writer.writerow(
+                    [
+                        *map(_cell, head),
+                        str(to_major_units(balance, values[5])),
+                        oldest_due.astimezone(UTC).date().isoformat() if oldest_due else "",
+                    ]
+                )
+                self.rows += 1
+                if buffer.tell() >= EXPORT_FLUSH_CHARS:
+                    yield buffer.getvalue()
+                    buffer.seek(0)
+                    buffer.truncate()
+            if buffer.tell():
+                yield buffer.getvalue()
+            complete = True
+        finally:
+            audit_record(
+                actor=self.actor,
+                action="customers.exported",
+                reason="CSV export",
+                details={"filters": self.filters, "rows": self.rows, "complete": complete},
+            )
+
+
 def accounts_export_stream(
-    *,
-    queryset: QuerySet[Customer],
-    actor: Actor,
-    filters: dict[str, Any],
-    bom: bool = False,
-) -> Iterator[str]:
+    *, queryset: QuerySet[Customer], actor: Actor, filters: dict[str, Any], bom: bool = False
+) -> AccountExport:
     """The accounts of ``queryset`` as CSV text, in chunks, with spreadsheet formulae escaped.
 
-    One audit row records who exported, with which filters and how many rows, once the stream ends. A
-    stream closed early (a dropped download) is recorded too, as incomplete.
+    Iterate it once. One audit row records who exported, with which filters and how many rows, when the
+    stream ends; a stream closed early (a dropped download) is recorded too, as incomplete.
     """
+    return AccountExport(queryset=queryset, actor=actor, filters=filters, bom=bom)
+
+
+# --- Admin imports: preview now, confirm later (maybe on another server) -------------------------------------
+
+
+class ImportNotPending(Exception):
+    """The import was already confirmed, discarded or expired, or belongs to someone else."""
+
+
+def _digest(upload: File) -> tuple[str, int]:
+    sha256, size = hashlib.sha256(), 0
+    for chunk in upload.chunks():
+        sha256.update(chunk)
+        size += len(chunk)
+    return sha256.hexdigest(), size
+
+
+def account_import_preview(*, upload: File, user: AbstractBaseUser, actor: Actor) -> AccountImport:
+    """Store an uploaded file and dry-run it: the counts and the first errors are saved with it.
+
+    The file goes to the account-import storage (see ``account_import_storage``), so the confirmation can
+    run on any server. Raises :class:`UnreadableFile` (and keeps nothing) when the file is not CSV text.
+    """
+    account_imports_purge_expired()
+    digest, size = _digest(upload)
+    record = AccountImport(
+        id=uuid.uuid4(),
+        original_name=(upload.name or "accounts.csv")[-255:],
+        size_bytes=size,
+        sha256=digest,
+        created_by=user,
+        expires_at=timezone.now() + AccountImport.PENDING_FOR,
+    )
+    record.file.save(f"{record.pk}.csv", upload, save=False)
+    try:
+        with record.file.open("rb") as stored:
+            report = accounts_import(
+                source=stored,
+                actor=actor,
+                dry_run=True,
+                file_name=record.original_name,
+                max_errors=PREVIEW_ERRORS,
+                expected_sha256=digest,
+            )
+    except BaseException:
+        record.file.delete(save=False)
+        raise
+    record.report = report.as_dict()
+    record.save()
+    return record
+
+
+def _claim(account_import_id: uuid.UUID, user: AbstractBaseUser, status: str) -> AccountImport:
+    """Move a pending import of ``user`` to ``status``; only one request can ever do it."""
+    claimed = AccountImport.objects.filter(
+        pk=account_import_id,
+        created_by=user,
+        status=AccountImportStatus.PREVIEWED,
+        expires_at__gt=timezone.now(),
+    ).update(status=status)
+    if not claimed:
+        raise ImportNotPending("This import is no longer waiting for confirmation.")
+    return AccountImport.objects.get(pk=account_import_id)
+
+
+def _close(record: AccountImport, status: str, report: dict[str, Any] | None = None) -> None:
+    record.file.delete(save=False)
+    record.status = status
+    record.finished_at = timezone.now()
+    if report is not None:
+        record.report = report
+    record.save(update_fields=["file", "status", "finished_at", "report"])
+
+
+def account_import_confirm(
+    *, account_import_id: uuid.UUID, user: AbstractBaseUser, actor: Actor
+) -> tuple[AccountImport, ImportReport]:
+    """Import a previewed file for real. The file is validated again (all or nothing) and then deleted.
+
+    Raises :class:`ImportNotPending` for an import that is not the user's, not pending, or expired.
+    """
+    record = _claim(account_import_id, user, AccountImportStatus.IMPORTING)
+    try:
+        with record.file.open("rb") as stored:
+            report = accounts_import(
+                source=stored,
+                actor=actor,
+                file_name=record.original_name,
+                max_errors=PREVIEW_ERRORS,
+                expected_sha256=record.sha256,
+            )
+    except BaseException as error:
+        _close(record, AccountImportStatus.FAILED, {**record.report, "failure": str(error)})
+        raise
+    status = AccountImportStatus.IMPORTED if report.written else AccountImportStatus.FAILED
+    _close(record, status, report.as_dict())
+    return record, report
+
+
+def account_import_discard(*, account_import_id: uuid.UUID, user: AbstractBaseUser) -> AccountImport:
+    record = _claim(account_import_id, user, AccountImportStatus.DISCARDED)
+    _close(record, AccountImportStatus.DISCARDED)
+    return record
+
+
+def account_imports_purge_expired(*, now: datetime | None = None) -> int:
+    """Delete the files of imports past their expiry; pending ones become expired. Returns how many."""
+    now = now or timezone.now()
+    purged = 0
+    for record in AccountImport.objects.filter(expires_at__lte=now).exclude(file=""):
+        pending = record.status in (AccountImportStatus.PREVIEWED, AccountImportStatus.IMPORTING)
+        _close(record, AccountImportStatus.EXPIRED if pending else record.status)
+        purged += 1
+    return purged
+
+
+def account_import_error_report(*, account_import: AccountImport) -> Iterator[str]:
+    """Every error of a stored file (up to ``ERROR_REPORT_ERRORS``) as CSV text: line, column, value, reason.
+
+    Values come from the uploaded file, so they are escaped like an export: the report is safe to open.
+    """
+    with account_import.file.open("rb") as stored:
+        report = accounts_import(
+            source=stored,
+            actor=Actor.system("error report"),
+            dry_run=True,
+            file_name=account_import.original_name,
+            max_errors=ERROR_REPORT_ERRORS,
+        )
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
-    if bom:
-        buffer.write(UTF8_BOM)
-    writer.writerow(COLUMN_NAMES)
-    rows = 0
-    complete = False
-    try:
-        for values in account_export_rows(queryset=queryset):
-            *head, balance, oldest_due = values
-            writer.writerow(
-                [
-                    *map(_cell, head),
-                    str(to_major_units(balance, values[5])),
-                    oldest_due.astimezone(UTC).date().isoformat() if oldest_due else "",
-                ]
-            )
-            rows += 1
-            if buffer.tell() >= EXPORT_FLUSH_CHARS:
-                yield buffer.getvalue()
-                buffer.seek(0)
-                buffer.truncate()
-        if buffer.tell():
-            yield buffer.getvalue()
-        complete = True
-    finally:
-        audit_record(
-            actor=actor,
-            action="customers.exported",
-            reason="CSV export",
-            details={"filters": filters, "rows": rows, "complete": complete},
-        )
+    writer.writerow(["line", "column", "value", "reason"])
+    yield buffer.getvalue()
+    for start in range(0, len(report.errors), 1000):
+        buffer.seek(0)
+        buffer.truncate()
+        for error in report.errors[start : start + 1000]:
+            writer.writerow([error.line, error.column, escape_cell(error.value), escape_cell(error.message)])
+        yield buffer.getvalue()
