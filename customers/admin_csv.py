@@ -138,7 +138,8 @@ class AccountCsvAdminMixin(ImportExportMixin):
         """Upload: store the file, dry-run it, then show the preview (on its own URL, safe to reload)."""
         if not self.has_import_permission(request):
             raise PermissionDenied
-        form = AccountUploadForm(request.POST or None, request.FILES or None)
+        posted = request.method == "POST"
+        form = AccountUploadForm(request.POST if posted else None, request.FILES if posted else None)
         if request.method == "POST" and form.is_valid():
             try:
                 record = account_import_preview(
@@ -226,7 +227,7 @@ class AccountCsvAdminMixin(ImportExportMixin):
             messages.error(request, "Those filters are not valid; pick them again on the list.")
             return HttpResponseRedirect(self._url("changelist"))
         filters = changelist_filters(request)
-        form = AccountExportForm(request.POST or None)
+        form = AccountExportForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
             stream = accounts_export_stream(
                 queryset=queryset,

@@ -234,10 +234,11 @@ class RowValidator:
             if len(raw) > width and not any(c.strip() for c in raw[width:]):
                 raw = raw[:width]  # trailing empty cells, as some spreadsheets write them
             else:
-                errors.append(
-                    RowError(line, "", f"Expected {width} cells like the header row, found {len(raw)}.")
-                )
-                raw = (raw + [""] * width)[:width]
+                # The cells may be shifted, so checking them one by one would only add noise.
+                error = RowError(line, "", f"Expected {width} cells like the header row, found {len(raw)}.")
+                key_position = self._external_id[0]
+                key = raw[key_position].strip() if key_position < len(raw) else ""
+                return (line, key.replace("\0", "\ufffd"), False, *([None] * 14)), [error]
         cells = [c.strip() for c in raw]
         joined = "".join(cells)
         if "\0" in joined:

@@ -1,5 +1,6 @@
 """factory-boy factories, one module per app. Import them from here."""
 
+from tests.factories.accounts_csv import account_row, accounts_csv
 from tests.factories.customers import (
     ContactFactory,
     CustomerFactory,
@@ -7,4 +8,11 @@ from tests.factories.customers import (
     PaymentMethodFactory,
 )
 
-__all__ = ["ContactFactory", "CustomerFactory", "InvoiceFactory", "PaymentMethodFactory"]
+__all__ = [
+    "ContactFactory",
+    "CustomerFactory",
+    "InvoiceFactory",
+    "PaymentMethodFactory",
+    "account_row",
+    "accounts_csv",
+]
