@@ -390,3 +390,24 @@ def test_new_accounts_get_the_model_defaults_for_columns_left_out() -> None:
         "active",
     )
     assert customer.created_at > timezone.now() - timedelta(minutes=1)
+
+
+def test_a_large_import_refreshes_the_planner_statistics_in_a_task(
+    monkeypatch, django_capture_on_commit_callbacks
+) -> None:  # type: ignore[no-untyped-def]
+    from django_q.models import Task
+
+    from customers.accounts_csv import services
+
+    monkeypatch.setattr(services, "ANALYZE_AFTER_ROWS", 3)
+    with django_capture_on_commit_callbacks(execute=True):
+        run(accounts_csv([account_row(1), account_row(2)]))
+    assert not Task.objects.exists()
+    with django_capture_on_commit_callbacks(execute=True):
+        run(accounts_csv([account_row(n) for n in range(3, 6)]))
+    task = Task.objects.get()
+    assert (task.func, task.success) == ("customers.tasks.refresh_account_statistics", True)
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'customers_customer'")
+            assert cursor.fetchone()[0] == 5

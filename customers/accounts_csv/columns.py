@@ -62,18 +62,18 @@ def normalise_header(header: str) -> str:
 # single quote in front, which Excel and LibreOffice show as text. A leading quote is escaped the same way,
 # so that the importer can undo exactly what the exporter did: export -> import is lossless.
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\0")
-_ESCAPED_STARTS = frozenset((*FORMULA_TRIGGERS, "'"))
+ESCAPED_STARTS = frozenset((*FORMULA_TRIGGERS, "'"))
 
 
 def escape_cell(value: str) -> str:
     """Make a text cell safe to open in a spreadsheet."""
-    if value and value[0] in _ESCAPED_STARTS:
+    if value and value[0] in ESCAPED_STARTS:
         return "'" + value
     return value
 
 
 def unescape_cell(value: str) -> str:
     """Undo :func:`escape_cell`. A quote in front of anything else is part of the value."""
-    if len(value) > 1 and value[0] == "'" and value[1] in _ESCAPED_STARTS:
+    if len(value) > 1 and value[0] == "'" and value[1] in ESCAPED_STARTS:
         return value[1:]
     return value

@@ -95,8 +95,8 @@ class Command(BaseCommand):
     def _write(self, stream: AccountExport, out: BinaryIO | None) -> None:
         for chunk in stream:
             if out is None:  # a text stream, as in tests
-                self.stdout.write(chunk, ending="")
+                self.stdout.write(chunk.decode(), ending="")
             else:
-                out.write(chunk.encode())
+                out.write(chunk)
         if out is not None:
             out.flush()
