@@ -411,3 +411,71 @@ def test_a_large_import_refreshes_the_planner_statistics_in_a_task(
         with connection.cursor() as cursor:
             cursor.execute("SELECT reltuples FROM pg_class WHERE relname = 'customers_customer'")
             assert cursor.fetchone()[0] == 5
+
+
+EDGE_VALUES = {
+    "external_id": ["", "x" * 100, "x" * 101, "a b"],
+    "name": ["", "N" * 200, "N" * 201, "Zoë"],
+    "email": [
+        "",
+        "a@b.co",
+        "a@b",
+        "a..b@example.com",
+        "ünï@example.com",
+        "a@[127.0.0.1]",
+        "x" * 250 + "@e.com",
+    ],
+    "segment": ["", "smb", "mid market", "ü"],
+    "currency": ["", "EUR", "eur", "XXX"],
+    "locale": ["", "en", "en_GB", "english!"],
+    "time_zone": ["", "UTC", "Europe/Paris", "Mars/Olympus"],
+    "billing_contact_name": ["", "A" * 201],
+    "billing_contact_email": ["", "b@example.com", "nope"],
+    "payment_method_type": ["", "card", "cash"],
+    "payment_method_brand": ["", "b" * 31],
+    "payment_method_last4": ["", "12345", "12a4", "0000"],
+    "payment_method_exp_month": ["", "0", "12", "13", "x", "-1"],
+    "payment_method_exp_year": ["", "99", "2030", "99999"],
+    "open_balance": ["", "1.005", "NaN", "1e3"],
+    "oldest_due_date": ["", "2026-02-30", "2026-01-01T10:00:00+01:00"],
+}
+
+
+def test_the_fast_path_accepts_only_what_the_thorough_check_accepts() -> None:
+    """Valid rows take a shortcut; it must agree with the full, per-column check on every edge case."""
+    from customers.accounts_csv.columns import COLUMN_NAMES
+    from customers.accounts_csv.validation import RowValidator, read_header
+
+    validator = RowValidator(read_header(1, list(COLUMN_NAMES)))
+    checked = 0
+    for column, values in EDGE_VALUES.items():
+        for value in values:
+            raw = list(account_row(7, **{column: value}).values())
+            fast, fast_errors = validator.validate(2, raw)
+            full, full_errors = validator.check_row(2, raw)
+            assert (fast, fast_errors) == (full, full_errors), (column, value)
+            checked += not full_errors
+    assert checked > 20  # the corpus has valid rows too, which are the ones taking the shortcut
+
+
+def test_the_email_shortcut_only_accepts_what_djangos_validator_accepts() -> None:
+    from django.core.exceptions import ValidationError
+    from django.core.validators import validate_email
+
+    from customers.accounts_csv.validation import PLAIN_EMAIL
+
+    samples = [
+        "a@b.co", "a+b@sub.example.co.uk", "-a_b@x.io", "a@b.c", "a@-b.com", "a@b-.com", "a@b.com-",
+        "a@b..com", "a.@b.com", ".a@b.com", "a@b.c0m", "a@xn--bcher-kva.example", "a@" + "b" * 63 + ".com",
+        "a@" + "b" * 64 + ".com", "a@b.com\n", "a b@c.com", "a@localhost", "a@1.2.3.4", "A@B.COM",
+    ]  # fmt: skip
+    accepted = 0
+    for sample in samples:
+        if PLAIN_EMAIL.match(sample):
+            validate_email(sample)  # raises if the shortcut let through something Django refuses
+            accepted += 1
+    assert accepted >= 6
+    # Addresses the shortcut does not know still go through the validator and may be valid.
+    assert not PLAIN_EMAIL.match("a@[127.0.0.1]")
+    with pytest.raises(ValidationError):
+        validate_email("a@b..com")
