@@ -54,7 +54,7 @@ class Command(BaseCommand):
         if batch_size < 1:
             raise CommandError("--batch-size must be at least 1.", returncode=2)
         source, total_bytes = self._open(file)
-        progress = _Progress(self.stderr, total_bytes) if self.stderr.isatty() else None
+        progress = _Progress(self.stderr, total_bytes, dry_run) if self.stderr.isatty() else None
         try:
             report = accounts_import(
                 source=source,
@@ -109,8 +109,9 @@ class Command(BaseCommand):
 class _Progress:
     """One self-overwriting line on a terminal: rows, bytes and speed."""
 
-    def __init__(self, out: Any, total_bytes: int) -> None:
+    def __init__(self, out: Any, total_bytes: int, dry_run: bool) -> None:
         self.out = out
+        self.dry_run = dry_run
         self.total = total_bytes
         self.started = time.monotonic()
         self.shown = 0.0
@@ -125,10 +126,15 @@ class _Progress:
         if phase == "reading":
             line = f"Validating: {rows:,} rows{share}, {rate:,.0f} rows/s"
         else:
-            line = f"Validated {rows:,} rows; checking duplicates and writing…"
-        self.out.write(f"\r\033[K{line}", ending="")
+            line = f"Validated {rows:,} rows; checking duplicates{'' if self.dry_run else ' and writing'}…"
+        self.out.write(f"\r\033[K{line}", style_func=_plain, ending="")
         self.out.flush()
 
     def clear(self) -> None:
-        self.out.write("\r\033[K", ending="")
+        self.out.write("\r\033[K", style_func=_plain, ending="")
         self.out.flush()
+
+
+def _plain(text: str) -> str:
+    """Progress is not an error: no red, although it goes to standard error."""
+    return text
