@@ -479,3 +479,14 @@ def test_the_email_shortcut_only_accepts_what_djangos_validator_accepts() -> Non
     assert not PLAIN_EMAIL.match("a@[127.0.0.1]")
     with pytest.raises(ValidationError):
         validate_email("a@b..com")
+
+
+def test_the_documented_example_file_imports() -> None:
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "docs" / "accounts-example.csv"
+    with example.open("rb") as source:
+        report = accounts_import(source=source, actor=ACTOR, file_name=example.name)
+    assert (report.ok, report.created) == (True, 5)
+    assert Customer.objects.get(external_id="acme-005").company == "=Summit Health"
+    assert Customer.objects.get(external_id="acme-003").payment_methods.get().type == "sepa_debit"
