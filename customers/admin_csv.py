@@ -25,6 +25,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_POST
 from import_export.admin import ImportExportMixin
 
@@ -177,7 +178,9 @@ class AccountCsvAdminMixin(ImportExportMixin):
         response = StreamingHttpResponse(
             account_import_error_report(account_import=record), content_type="text/csv; charset=utf-8"
         )
-        response["Content-Disposition"] = f'attachment; filename="errors-{record.original_name}"'
+        response["Content-Disposition"] = content_disposition_header(
+            as_attachment=True, filename=f"errors-{record.original_name}"
+        )
         return response
 
     @method_decorator(require_POST)
@@ -237,7 +240,9 @@ class AccountCsvAdminMixin(ImportExportMixin):
             )
             response = StreamingHttpResponse(stream, content_type="text/csv; charset=utf-8")
             filename = f"customers-{timezone.now():%Y-%m-%d}.csv"
-            response["Content-Disposition"] = f'attachment; filename="{filename}"'
+            response["Content-Disposition"] = content_disposition_header(
+                as_attachment=True, filename=filename
+            )
             return response
         context = self._context(request, "Export customers", form=form, filters=filters)
         return TemplateResponse(request, self.export_template_name, context)

@@ -333,6 +333,12 @@ def test_line_numbers_follow_the_file_with_quoted_line_breaks_and_blank_lines() 
     assert errors_of(report) == [(5, "currency")]
 
 
+def test_error_reasons_and_values_stay_short_for_huge_cells() -> None:
+    report = run(accounts_csv([account_row(1, currency="E" * 20_000)]))
+    (error,) = report.errors
+    assert len(error.value) <= 80 and len(error.message) <= 300
+
+
 def test_nul_characters_are_refused() -> None:
     report = run(b"external_id,name,currency\r\nacct-1,A\x00B,EUR\r\n")
     assert errors_of(report) == [(2, "name")]

@@ -14,8 +14,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from customers.accounts_csv import services
-from customers.accounts_csv.services import account_imports_purge_expired
 from customers.models import AccountImport, AccountImportStatus, AuditEvent, Customer
+from customers.tasks import purge_expired_account_imports
 from tests.factories import CustomerFactory, account_row, accounts_csv
 
 pytestmark = pytest.mark.django_db
@@ -203,7 +203,7 @@ def test_expired_imports_lose_their_file_and_cannot_be_confirmed(
     AccountImport.objects.filter(pk=record.pk).update(expires_at=timezone.now() - timedelta(minutes=1))
     client.post(reverse(PROCESS), {"import_id": record.pk, "confirm": "Confirm"})
     assert not Customer.objects.exists()
-    assert account_imports_purge_expired() == 1
+    assert purge_expired_account_imports() == 1  # the task queue's entry point
     record.refresh_from_db()
     assert record.status == AccountImportStatus.EXPIRED
     assert not stored.exists()
@@ -265,3 +265,13 @@ def test_the_changelist_keeps_its_large_table_behaviour(admin_client, settings) 
     assert "admin/import_export/change_list_import_export.html" in names
     assert "admin/large_change_list.html" in names
     assert "That count is an estimate" in response.content.decode()
+
+
+def test_past_imports_are_listed_read_only(admin_client) -> None:  # type: ignore[no-untyped-def]
+    upload(admin_client, accounts_csv([account_row(1)]))
+    record = AccountImport.objects.get()
+    page = admin_client.get(reverse("admin:customers_accountimport_changelist")).content.decode()
+    assert "accounts.csv" in page and "1 new, 0 updated" in page
+    assert admin_client.get(reverse("admin:customers_accountimport_add")).status_code == 403
+    change = admin_client.post(reverse("admin:customers_accountimport_change", args=[record.pk]), {})
+    assert change.status_code == 403

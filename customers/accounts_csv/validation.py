@@ -52,6 +52,7 @@ STAGE_COLUMNS: tuple[str, ...] = (
     "pm_exp_year",
 )
 MAX_VALUE_IN_ERROR = 80
+MAX_REASON_IN_ERROR = 300
 # Customer columns that cannot be empty when the file has them (left out, they keep their values).
 REQUIRED_WHEN_PRESENT = frozenset({"name", "currency", "locale", "time_zone"})
 MEMO_LIMIT = 20_000
@@ -74,8 +75,13 @@ class RowError:
         return {"line": self.line, "column": self.column, "message": self.message, "value": self.value}
 
 
-def _shorten(value: str) -> str:
-    return value if len(value) <= MAX_VALUE_IN_ERROR else value[: MAX_VALUE_IN_ERROR - 1] + "…"
+def _shorten(value: str, limit: int = MAX_VALUE_IN_ERROR) -> str:
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _reason(error: ValidationError) -> str:
+    # Some validators quote the whole value in their message; a 10 kB cell must not make a 10 kB reason.
+    return _shorten(" ".join(error.messages), MAX_REASON_IN_ERROR)
 
 
 Cleaner = Callable[[str], Any]
@@ -348,7 +354,7 @@ class RowValidator:
             try:
                 values.append(cleaner(value))
             except ValidationError as error:
-                errors.append(RowError(line, name, " ".join(error.messages), _shorten(value)))
+                errors.append(RowError(line, name, _reason(error), _shorten(value)))
                 values.append(None)
 
         contact = self._clean_contact(errors, line, cells) if self._contact else (None, None)
@@ -368,7 +374,7 @@ class RowValidator:
         try:
             return cleaner(value)
         except ValidationError as error:
-            errors.append(RowError(line, column, " ".join(error.messages), _shorten(value)))
+            errors.append(RowError(line, column, _reason(error), _shorten(value)))
             return None
 
     def _clean_contact(self, errors: list[RowError], line: int, cells: list[str]) -> tuple[Any, Any]:
