@@ -101,7 +101,7 @@ class ImportReport:
 
 
 class _ErrorLog:
-    """Counts every error, keeps the first ``limit``, and tells how many rows had at least one."""
+    """Counts every error and keeps the first ``limit`` of them."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit

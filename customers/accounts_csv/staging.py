@@ -6,7 +6,8 @@ Everything after that is a handful of SQL statements over whole tables, whatever
 1. duplicates of ``external_id`` inside the file;
 2. a plan: for each row, is the account new, changed or unchanged, and what happens to its billing contact
    and default payment method;
-3. the writes, in one transaction, touching only new and changed rows, with one audit row per account.
+3. the writes, in one transaction, touching only new and changed rows, with an audit row (old and new
+   values) for each changed account.
 
 The SQL is written once for both databases: SQLite (3.39+) understands ``UPDATE … FROM``,
 ``IS NOT DISTINCT FROM`` and window functions. Only JSON building and bulk loading differ.

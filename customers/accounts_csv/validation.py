@@ -204,7 +204,6 @@ class RowValidator:
         self.layout = layout
         self.width = layout.width
         positions = layout.positions
-        self._position = positions.get
         self._external_id = (positions["external_id"], field_cleaner(Customer, "external_id"))
         # (column, position or None when left out of the file, cleaner, default)
         self._customer: list[tuple[str, int | None, Cleaner, Any]] = []
