@@ -256,3 +256,9 @@ DUNNING_CLAIM_LEASE_SECONDS: int = env.int("DUNNING_CLAIM_LEASE_SECONDS", defaul
 DUNNING_PROCESSING_RETRY_MINUTES: int = env.int("DUNNING_PROCESSING_RETRY_MINUTES", default=60)
 # How often the scheduled tick runs (sync_schedules installs it).
 DUNNING_TICK_MINUTES: int = env.int("DUNNING_TICK_MINUTES", default=5)
+# Largest CSV the admin accepts for import; bigger files go through `manage.py import_accounts`.
+ACCOUNT_IMPORT_MAX_UPLOAD_MB: int = env.int("ACCOUNT_IMPORT_MAX_UPLOAD_MB", default=50)
+# django-import-export: importing and exporting need their own permissions (e.g. customers.import_customer),
+# for every model admin that offers them, not only the add/change permissions.
+IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
+IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"

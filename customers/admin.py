@@ -1,4 +1,7 @@
-"""Admin for finance staff: customers, invoices, payment methods and the audit log."""
+"""Admin for finance staff: customers, invoices, payment methods and the audit log.
+
+CSV import and export of customers: see ``customers/admin_csv.py``.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from customers.admin_csv import AccountCsvAdminMixin
 from customers.admin_tools import IndexedValuesFilter, LargeTableAdminMixin, admin_change_url
 from customers.currencies import minor_unit_exponent
 from customers.models import (
@@ -122,7 +126,7 @@ class RecentInvoiceInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+class CustomerAdmin(AccountCsvAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "external_id",
         "name",

@@ -6,7 +6,11 @@ bypass forms.
 
 from __future__ import annotations
 
+import uuid
+from datetime import timedelta
+
 from django.conf import settings
+from django.core.files.storage import Storage, default_storage, storages
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import F, Q
@@ -58,6 +62,10 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["name", "id"]
+        permissions = [
+            ("import_customer", "Can import customers from CSV"),
+            ("export_customer", "Can export customers to CSV"),
+        ]
         constraints = [
             models.CheckConstraint(condition=~Q(external_id=""), name="customer_external_id_not_empty"),
             models.CheckConstraint(
@@ -268,3 +276,59 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.action} by {self.actor_label or self.actor_type}"
+
+
+def account_import_storage() -> Storage:
+    """Where uploaded account files wait for confirmation: the ``account_imports`` storage when configured
+    (e.g. a private bucket), else the default one. Never a local temporary path, so that the preview and the
+    confirmation may run on different servers."""
+    return storages["account_imports"] if "account_imports" in settings.STORAGES else default_storage
+
+
+def _account_import_path(instance: AccountImport, filename: str) -> str:
+    return f"account-imports/{instance.pk}.csv"
+
+
+class AccountImportStatus(models.TextChoices):
+    PREVIEWED = "previewed", "Previewed"
+    IMPORTING = "importing", "Importing"
+    IMPORTED = "imported", "Imported"
+    FAILED = "failed", "Failed"
+    DISCARDED = "discarded", "Discarded"
+    EXPIRED = "expired", "Expired"
+
+
+class AccountImport(models.Model):
+    """A CSV file uploaded in the admin, previewed, and waiting for (or done with) its confirmation.
+
+    The file is deleted once the import is confirmed, discarded or expired; the row stays as a record.
+    """
+
+    PENDING_FOR = timedelta(hours=24)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    file = models.FileField(upload_to=_account_import_path, storage=account_import_storage, blank=True)
+    original_name = models.CharField(max_length=255)
+    size_bytes = models.BigIntegerField()
+    sha256 = models.CharField(max_length=64)
+    status = models.CharField(
+        max_length=16, choices=AccountImportStatus.choices, default=AccountImportStatus.PREVIEWED
+    )
+    report = models.JSONField(default=dict, blank=True, help_text="Counts and the first errors.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    expires_at = models.DateTimeField()
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=AccountImportStatus.values), name="account_import_status_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.original_name} ({self.get_status_display()})"

@@ -1,5 +1,6 @@
 """factory-boy factories, one module per app. Import them from here."""
 
+from tests.factories.accounts_csv import account_row, accounts_csv
 from tests.factories.customers import (
     ContactFactory,
     CustomerFactory,
@@ -26,4 +27,6 @@ __all__ = [
     "WebhookEndpointFactory",
     "failed_invoice",
     "make_policy",
+    "account_row",
+    "accounts_csv",
 ]
