@@ -287,10 +287,14 @@ class AccountExport:
         connection = connections[self.queryset.db]
         query = account_export_copy_sql(queryset=self.queryset)
         parts, size = [self.header()], 0
+        # Inside a transaction, an abandoned COPY (the client went away) aborts it; a savepoint keeps the
+        # transaction usable for the audit row. In autocommit only the COPY statement itself fails.
+        savepoint = connection.savepoint() if connection.in_atomic_block else None
+        finished = False
         with connection.cursor() as cursor:
-            # JIT compiling this query costs more than running it.
-            cursor.execute("SET jit = off")
             try:
+                # JIT compiling this query costs more than running it.
+                cursor.execute("SET LOCAL jit = off" if savepoint else "SET jit = off")
                 with cursor.cursor.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
                     for data in copy:
                         parts.append(bytes(data))
@@ -299,8 +303,15 @@ class AccountExport:
                             yield b"".join(parts)
                             parts, size = [], 0
                 self.rows = cursor.cursor.rowcount
+                finished = True
             finally:
-                cursor.execute("RESET jit")
+                if savepoint is not None:
+                    if finished:
+                        connection.savepoint_commit(savepoint)
+                    else:
+                        connection.savepoint_rollback(savepoint)
+                else:
+                    cursor.execute("RESET jit")
         yield b"".join(parts)
 
     def _python_chunks(self) -> Iterator[bytes]:
