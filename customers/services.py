@@ -258,3 +258,47 @@ def customers_set_entitlement_many(
             audit,
         )
     return previous
+
+
+def payment_method_save(
+    *,
+    customer: Customer,
+    actor: Actor,
+    gateway_payment_method_id: str,
+    type: str = "card",
+    brand: str = "",
+    last4: str = "",
+    exp_month: int | None = None,
+    exp_year: int | None = None,
+    make_default: bool = True,
+) -> tuple[PaymentMethod, bool]:
+    """Record a payment method the gateway holds (new, or updated by a card account updater).
+
+    Keyed on the gateway id within the customer; returns (method, created). With ``make_default`` it
+    becomes the customer's default, the previous default kept as an ordinary method.
+    """
+    with transaction.atomic():
+        method = (
+            PaymentMethod.objects.select_for_update(no_key=True, of=("self",))
+            .filter(customer=customer, gateway_payment_method_id=gateway_payment_method_id)
+            .first()
+            if gateway_payment_method_id
+            else None
+        )
+        created = method is None
+        method = method or PaymentMethod(
+            customer=customer, gateway_payment_method_id=gateway_payment_method_id
+        )
+        method.type, method.brand, method.last4 = type, brand, last4
+        method.exp_month, method.exp_year = exp_month, exp_year
+        method.full_clean(exclude=["customer", "is_default"])
+        method.save()
+        audit_record(
+            actor=actor,
+            action="payment_method.added" if created else "payment_method.updated",
+            customer=customer,
+            details={"payment_method_id": method.pk, "brand": brand, "last4": last4},
+        )
+        if make_default and not method.is_default:
+            payment_method_set_default(payment_method=method, actor=actor)
+    return method, created

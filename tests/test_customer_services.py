@@ -76,3 +76,46 @@ def test_setting_a_default_payment_method_clears_the_old_one() -> None:
     old.refresh_from_db()
     new.refresh_from_db()
     assert (old.is_default, new.is_default) == (False, True)
+
+
+def test_saving_a_new_payment_method_makes_it_the_default_and_keeps_the_old_one() -> None:
+    from customers.services import payment_method_save
+
+    customer = CustomerFactory()
+    old = PaymentMethodFactory(customer=customer, is_default=True)
+    new, created = payment_method_save(
+        customer=customer,
+        actor=SYSTEM,
+        gateway_payment_method_id="pm_new",
+        brand="visa",
+        last4="4242",
+        exp_month=1,
+        exp_year=2031,
+    )
+    old.refresh_from_db()
+    assert created and new.is_default and not old.is_default
+    # The card updater sends the same method with a new expiry: updated in place, not duplicated.
+    again, created = payment_method_save(
+        customer=customer,
+        actor=SYSTEM,
+        gateway_payment_method_id="pm_new",
+        brand="visa",
+        last4="4242",
+        exp_month=2,
+        exp_year=2033,
+    )
+    assert (again.pk, created, again.exp_year) == (new.pk, False, 2033)
+    assert AuditEvent.objects.filter(customer=customer, action="payment_method.updated").count() == 1
+
+
+def test_a_payment_method_with_bad_details_is_refused() -> None:
+    from customers.services import payment_method_save
+
+    with pytest.raises(ValidationError):
+        payment_method_save(
+            customer=CustomerFactory(),
+            actor=SYSTEM,
+            gateway_payment_method_id="pm_x",
+            last4="12",
+            exp_month=13,
+        )

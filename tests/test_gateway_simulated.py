@@ -129,3 +129,18 @@ def test_payment_gateway_setting_accepts_a_dotted_path() -> None:
         assert isinstance(get_gateway(), CustomGateway)
     with override_settings(PAYMENT_GATEWAY="tests.test_gateway_simulated.request"), pytest.raises(TypeError):
         get_gateway()
+
+
+def test_the_test_card_form_keeps_only_the_last_four_digits() -> None:
+    details = SimulatedGateway(ledger="memory", rules=[]).tokenize_test_card(
+        number="4000 0000 0000 9995", exp_month=12, exp_year=2030
+    )
+    assert (details.gateway_payment_method_id, details.brand, details.last4) == (
+        "pm_sim_4000000000009995",
+        "visa",
+        "9995",
+    )
+    with pytest.raises(ValueError, match="12 to 19 digits"):
+        SimulatedGateway(ledger="memory", rules=[]).tokenize_test_card(
+            number="4242x", exp_month=1, exp_year=2030
+        )

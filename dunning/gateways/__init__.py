@@ -11,6 +11,8 @@ from dunning.gateways.base import (
     ChargeResult,
     GatewayError,
     PaymentGateway,
+    PaymentMethodDetails,
+    SetupSession,
     TruthQuery,
 )
 
@@ -37,6 +39,8 @@ __all__ = [
     "ChargeResult",
     "GatewayError",
     "PaymentGateway",
+    "PaymentMethodDetails",
+    "SetupSession",
     "TruthQuery",
     "get_gateway",
 ]

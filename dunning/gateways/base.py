@@ -58,6 +58,26 @@ class TruthQuery:
     currency: str = ""
 
 
+@dataclass(frozen=True)
+class PaymentMethodDetails:
+    """A payment method the gateway holds for a customer (never the card number: only what we may store)."""
+
+    gateway_payment_method_id: str
+    type: str = "card"
+    brand: str = ""
+    last4: str = ""
+    exp_month: int | None = None
+    exp_year: int | None = None
+
+
+@dataclass(frozen=True)
+class SetupSession:
+    """A hosted page where the customer enters a new payment method; card data never touches our server."""
+
+    url: str
+    reference: str
+
+
 class GatewayError(Exception):
     """The gateway could not give an answer.
 
@@ -82,6 +102,23 @@ class PaymentGateway(abc.ABC):
     @abc.abstractmethod
     def get_truth(self, query: TruthQuery) -> ChargeResult | None:
         """What really happened to an attempt; None when the gateway has no record of it (nothing charged)."""
+
+    def start_payment_method_update(
+        self, *, customer_ref: str, return_url: str, cancel_url: str, metadata: Mapping[str, str]
+    ) -> SetupSession | None:
+        """Open a hosted page for a new payment method (Stripe Checkout in setup mode, for example).
+
+        None means the gateway has no hosted page, and the portal shows its own form instead (the simulated
+        gateway's test-card form).
+        """
+        return None
+
+    def complete_payment_method_update(self, *, reference: str) -> PaymentMethodDetails | None:
+        """After the customer came back from the hosted page: the method they confirmed, or None (abandoned)."""
+        return None
+
+    def set_default_payment_method(self, *, customer_ref: str, payment_method_ref: str) -> None:  # noqa: B027
+        """Make the method the customer's default at the gateway (and on their subscriptions)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called when a tick is done with the gateway."""

@@ -30,6 +30,7 @@ from dunning.gateways.base import (
     ChargeResult,
     GatewayError,
     PaymentGateway,
+    PaymentMethodDetails,
     TruthQuery,
 )
 
@@ -222,6 +223,24 @@ class SimulatedGateway(PaymentGateway):
                 "simulated timeout after the charge went through", retryable=True, code="timeout"
             )
         return self._result(existing)
+
+    def tokenize_test_card(self, *, number: str, exp_month: int, exp_year: int) -> PaymentMethodDetails:
+        """The simulated gateway's stand-in for a card form: test numbers only, and only the last four kept.
+
+        Raises ValueError for something that is not a 12-19 digit number.
+        """
+        digits = "".join(ch for ch in number if ch.isdigit())
+        if not 12 <= len(digits) <= 19 or digits != number.replace(" ", "").replace("-", ""):
+            raise ValueError("Enter the card number as 12 to 19 digits.")
+        brand = {"4": "visa", "5": "mastercard", "3": "amex"}.get(digits[0], "card")
+        return PaymentMethodDetails(
+            gateway_payment_method_id=f"pm_sim_{digits}",
+            type="card",
+            brand=brand,
+            last4=digits[-4:],
+            exp_month=exp_month,
+            exp_year=exp_year,
+        )
 
     def get_truth(self, query: TruthQuery) -> ChargeResult | None:
         entry = self._ledger.get(query.idempotency_key)
