@@ -6,11 +6,12 @@ from django.conf import settings
 
 
 def schedules() -> list[dict[str, object]]:
+    # A function, not a constant: the tick interval is a setting.
     return [
         {
             "name": "dunning: tick",
             "func": "dunning.tasks.run_dunning_tick",
-            "schedule_type": "I",  # minutes
+            "schedule_type": "I",  # every N minutes
             "minutes": settings.DUNNING_TICK_MINUTES,
         }
     ]

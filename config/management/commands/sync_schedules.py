@@ -8,14 +8,20 @@ from django.core.management.base import BaseCommand
 from django.utils.module_loading import import_string
 from django_q.models import Schedule
 
-# Each app lists its schedules in <app>/schedules.py: schedules() -> list of dicts.
-SCHEDULE_SOURCES = ["dunning.schedules.schedules"]
+# Each app lists its schedules in <app>/schedules.py: a SCHEDULES list, or a schedules() function when the
+# values depend on settings. Every entry has a unique "name" and the fields of django_q.models.Schedule.
+SCHEDULE_SOURCES = [
+    "customers.schedules.SCHEDULES",
+    "notifications.schedules.SCHEDULES",
+    "dunning.schedules.schedules",
+]
 
 
 def wanted_schedules() -> list[dict[str, object]]:
     wanted: list[dict[str, object]] = []
     for path in SCHEDULE_SOURCES:
-        wanted.extend(import_string(path)())
+        source = import_string(path)
+        wanted.extend(source() if callable(source) else source)
     return wanted
 
 
