@@ -22,6 +22,9 @@ class Dashboard(models.Model):
         default_permissions = ()
         permissions = [("view_dashboard", "Can view the recovery reports")]
 
+    def __str__(self) -> str:
+        return "Recovery reports"
+
 
 class CaseFact(models.Model):
     """One dunning case, with what the reports need worked out once: its cohort dimensions, its outcome,
