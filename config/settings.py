@@ -262,3 +262,14 @@ ACCOUNT_IMPORT_MAX_UPLOAD_MB: int = env.int("ACCOUNT_IMPORT_MAX_UPLOAD_MB", defa
 # for every model admin that offers them, not only the add/change permissions.
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
+
+# --- Reporting ------------------------------------------------------------------------------------------
+# Every one is documented in README.md ("Reporting").
+# The weekly digest of the headline numbers (Monday 07:00, sync_schedules installs it): off by default.
+REPORTING_WEEKLY_DIGEST: bool = env.bool("REPORTING_WEEKLY_DIGEST", default=False)
+# Its recipients; empty means the active members of the NOTIFICATIONS_STAFF_GROUP group.
+REPORTING_DIGEST_RECIPIENTS: list[str] = env.list("REPORTING_DIGEST_RECIPIENTS", default=[])
+# Totals across currencies are shown only with a conversion: the currency to show them in, and fixed
+# rates into it, e.g. REPORTING_CURRENCY=USD REPORTING_EXCHANGE_RATES=EUR=1.08,GBP=1.27,JPY=0.0066
+REPORTING_CURRENCY: str = env.str("REPORTING_CURRENCY", default="")
+REPORTING_EXCHANGE_RATES: dict[str, str] = env.dict("REPORTING_EXCHANGE_RATES", default={})

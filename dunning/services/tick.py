@@ -54,6 +54,7 @@ from dunning.services.planning import (
     after_failed_retry,
     plan_case,
 )
+from dunning.signals import tick_finished
 
 logger = logging.getLogger(__name__)
 TICK_ACTOR = Actor.system("dunning tick")
@@ -485,4 +486,5 @@ def run_tick(
     finally:
         if owns_gateway:
             gateway.close()
+    tick_finished.send(sender=TickSummary, now=now, summary=summary)
     return summary
