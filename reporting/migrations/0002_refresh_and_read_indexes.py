@@ -3,8 +3,9 @@ migrations stay theirs).
 
 - notifications_notification (sent_at) for case messages: the refresh finds messages sent since last time;
 - customers_customer (updated_at): the refresh finds customers changed since last time;
-- reporting_casefact: medians of time to recovery read recovered cases of a date range with the filter
-  columns, from the index alone on PostgreSQL (INCLUDE) and from a wide partial index on SQLite.
+- reporting_casefact: medians of time to recovery read recovered cases by opening date, and involuntary
+  churn reads cases that ended exhausted or cancelled by closing date, with the filter columns, from the
+  index alone on PostgreSQL (INCLUDE) and from wide partial indexes on SQLite.
 """
 
 from django.db import migrations
@@ -15,12 +16,19 @@ INDEXES = {
     ),
     "reporting_customer_updated_idx": "customers_customer (updated_at)",
 }
-RECOVERY_COLUMNS = "recovery_seconds, policy_version_id, policy_id, currency, segment, first_decline_category"
-RECOVERY_INDEX = {
-    "postgresql": (
-        f"reporting_casefact (opened_at) INCLUDE ({RECOVERY_COLUMNS}) WHERE recovery_seconds IS NOT NULL"
+DIMENSIONS = "policy_version_id, policy_id, currency, segment, first_decline_category"
+# name -> (key column, included columns, condition)
+FACT_INDEXES = {
+    "reporting_fact_recovery_idx": (
+        "opened_at",
+        f"recovery_seconds, {DIMENSIONS}",
+        "recovery_seconds IS NOT NULL",
     ),
-    "other": f"reporting_casefact (opened_at, {RECOVERY_COLUMNS}) WHERE recovery_seconds IS NOT NULL",
+    "reporting_fact_churn_idx": (
+        "closed_at",
+        f"customer_id, {DIMENSIONS}",
+        "state IN ('exhausted', 'cancelled')",
+    ),
 }
 
 
@@ -28,12 +36,15 @@ def create(apps, schema_editor):
     vendor = schema_editor.connection.vendor
     for name, target in INDEXES.items():
         schema_editor.execute(f"CREATE INDEX IF NOT EXISTS {name} ON {target}")
-    target = RECOVERY_INDEX["postgresql" if vendor == "postgresql" else "other"]
-    schema_editor.execute(f"CREATE INDEX IF NOT EXISTS reporting_fact_recovery_idx ON {target}")
+    for name, (key, included, condition) in FACT_INDEXES.items():
+        columns = f"({key}) INCLUDE ({included})" if vendor == "postgresql" else f"({key}, {included})"
+        schema_editor.execute(
+            f"CREATE INDEX IF NOT EXISTS {name} ON reporting_casefact {columns} WHERE {condition}"
+        )
 
 
 def drop(apps, schema_editor):
-    for name in [*INDEXES, "reporting_fact_recovery_idx"]:
+    for name in [*INDEXES, *FACT_INDEXES]:
         schema_editor.execute(f"DROP INDEX IF EXISTS {name}")
 
 
