@@ -75,39 +75,54 @@ def seconds_between(start: str, end: str) -> str:
     return f"CAST(ROUND((julianday({end}) - julianday({start})) * 86400) AS INTEGER)"
 
 
-def fact_select(where: str) -> str:
+def fact_select(where: str, *, extra_columns: str = "", suffix: str = "") -> str:
     """One row per case matching ``where`` (over alias ``c``), in ``FACT_COLUMNS`` order.
 
     The first decline is the case's lowest-numbered attempt: the failure that opened it. A retry's rank is
     its position among the case's settled retries, so the first retry is rank 1 whatever number the
     attempt has (a second failure reported by the billing system is another initial charge, not a retry).
     Subqueries run per case through the (case, number) and (case_ref, status) indexes, so the cost follows
-    the number of cases asked for, not the size of the tables.
+    the number of cases asked for, not the size of the tables. ``extra_columns`` (starting with a comma)
+    and ``suffix`` (ORDER BY, LIMIT) serve the pages that show the facts live.
     """
     recovered = f"c.state = '{CaseState.RECOVERED.value}'"
     first_attempt = f"FROM {ATTEMPT} a WHERE a.case_id = c.id ORDER BY a.number LIMIT 1"
+    expressions = {
+        "case_id": "c.id",
+        "customer_id": "c.customer_id",
+        "opened_at": "c.opened_at",
+        "opened_week": week_start("c.opened_at"),
+        "currency": "c.currency",
+        "segment": "cu.segment",
+        "policy_id": "pv.policy_id",
+        "policy_version_id": "c.policy_version_id",
+        "first_decline_category": f"COALESCE((SELECT a.decline_category {first_attempt}), '')",
+        "first_decline_code": f"COALESCE((SELECT a.decline_code {first_attempt}), '')",
+        "state": "c.state",
+        "amount_minor": "c.amount_minor",
+        "recovered_amount_minor": f"CASE WHEN {recovered} THEN COALESCE(c.recovered_amount_minor, 0) ELSE 0 END",
+        "recovery_channel": f"CASE WHEN {recovered} THEN c.recovery_channel ELSE '' END",
+        "recovered_at": f"CASE WHEN {recovered} THEN c.recovered_at END",
+        "closed_at": "c.closed_at",
+        "recovery_seconds": f"CASE WHEN {recovered} THEN {seconds_between('c.opened_at', 'c.recovered_at')} END",
+        "retries": f"""(SELECT COUNT(*) FROM {ATTEMPT} a
+            WHERE a.case_id = c.id AND a.source <> {INITIAL} AND a.status IN {SETTLED})""",
+        "success_rank": f"""(SELECT COUNT(*) FROM {ATTEMPT} s
+            JOIN {ATTEMPT} a ON a.case_id = s.case_id AND a.number <= s.number
+            WHERE s.case_id = c.id AND s.status = '{AttemptStatus.SUCCEEDED.value}' AND s.source <> {INITIAL}
+              AND a.source <> {INITIAL} AND a.status IN {SETTLED})""",
+        "messages_sent": f"""(SELECT COUNT(DISTINCT n.message_key) FROM {NOTIFICATION} n
+            WHERE n.case_ref = c.id AND n.audience = '{Audience.CUSTOMER.value}' AND n.status IN {WENT_OUT})""",
+    }
+    assert tuple(expressions) == FACT_COLUMNS, "fact_select must produce CaseFact's columns, in order"
+    columns = ",\n            ".join(f"{expression} AS {name}" for name, expression in expressions.items())
     return f"""
-        SELECT c.id, c.customer_id, c.opened_at, {week_start("c.opened_at")}, c.currency, cu.segment,
-            pv.policy_id, c.policy_version_id,
-            COALESCE((SELECT a.decline_category {first_attempt}), ''),
-            COALESCE((SELECT a.decline_code {first_attempt}), ''),
-            c.state, c.amount_minor,
-            CASE WHEN {recovered} THEN COALESCE(c.recovered_amount_minor, 0) ELSE 0 END,
-            CASE WHEN {recovered} THEN c.recovery_channel ELSE '' END,
-            CASE WHEN {recovered} THEN c.recovered_at END,
-            c.closed_at,
-            CASE WHEN {recovered} THEN {seconds_between("c.opened_at", "c.recovered_at")} END,
-            (SELECT COUNT(*) FROM {ATTEMPT} a
-             WHERE a.case_id = c.id AND a.source <> {INITIAL} AND a.status IN {SETTLED}),
-            (SELECT COUNT(*) FROM {ATTEMPT} s JOIN {ATTEMPT} a ON a.case_id = s.case_id AND a.number <= s.number
-             WHERE s.case_id = c.id AND s.status = '{AttemptStatus.SUCCEEDED.value}' AND s.source <> {INITIAL}
-               AND a.source <> {INITIAL} AND a.status IN {SETTLED}),
-            (SELECT COUNT(DISTINCT n.message_key) FROM {NOTIFICATION} n
-             WHERE n.case_ref = c.id AND n.audience = '{Audience.CUSTOMER.value}' AND n.status IN {WENT_OUT})
+        SELECT {columns}{extra_columns}
         FROM {CASE} c
         JOIN {CUSTOMER} cu ON cu.id = c.customer_id
         JOIN {VERSION} pv ON pv.id = c.policy_version_id
         WHERE {where}
+        {suffix}
     """
 
 
@@ -131,4 +146,35 @@ def rollup_insert(where: str) -> str:
         FROM {FACT} f
         WHERE {where}
         GROUP BY {keys}
+    """
+
+
+def hour_medians(rows_from: str) -> str:
+    """Median time to recovery in whole hours, overall (version NULL) and per policy version, of the rows
+    of ``rows_from`` (a source of case-fact-shaped rows with ``policy_version_id`` and ``recovery_seconds``).
+
+    Exact on whole hours elapsed (the mean of the two middle values for an even count), and computed from
+    an hour histogram rather than by sorting every recovery: one pass with a hash aggregation, then
+    running totals over a few thousand buckets.
+    """
+    return f"""
+        WITH per_version AS (
+            SELECT m.policy_version_id AS version, m.recovery_seconds / 3600 AS hour, COUNT(*) AS n
+            FROM ({rows_from}) m
+            WHERE m.recovery_seconds IS NOT NULL
+            GROUP BY m.policy_version_id, m.recovery_seconds / 3600
+        ), histogram AS (
+            SELECT version, hour, n FROM per_version
+            UNION ALL
+            SELECT NULL, hour, SUM(n) FROM per_version GROUP BY hour
+        ), running AS (
+            SELECT version, hour, SUM(n) OVER (PARTITION BY version ORDER BY hour) AS upto,
+                CAST(SUM(n) OVER (PARTITION BY version) AS BIGINT) AS total
+            FROM histogram
+        )
+        SELECT version,
+            (MIN(CASE WHEN upto >= (total + 1) / 2 THEN hour END)
+             + MIN(CASE WHEN upto >= (total + 2) / 2 THEN hour END)) / 2.0
+        FROM running
+        GROUP BY version
     """

@@ -265,38 +265,11 @@ def _declines(rows_from: str, params: list[object]) -> list[DeclineRow]:
 
 
 def _medians(filters: ReportFilters) -> dict[int | None, float]:
-    """Median time to recovery in whole hours, overall (key None) and per policy version.
-
-    Exact on whole hours elapsed (the mean of the two middle values for an even count), and computed from
-    an hour histogram rather than by sorting every recovery: one pass over the recovered cases' facts
-    (through a covering index), a hash aggregation, then running totals over a few thousand buckets.
-    """
+    """Median hours to recovery, overall (key None) and per policy version (see ``sql.hour_medians``)."""
     where, params = facts_in_range(filters)
-    rows = _fetch(
-        f"""
-        WITH per_version AS (
-            SELECT f.policy_version_id AS version, f.recovery_seconds / 3600 AS hour, COUNT(*) AS n
-            FROM {sql.FACT} f
-            WHERE {where} AND f.recovery_seconds IS NOT NULL
-            GROUP BY f.policy_version_id, f.recovery_seconds / 3600
-        ), histogram AS (
-            SELECT version, hour, n FROM per_version
-            UNION ALL
-            SELECT NULL, hour, SUM(n) FROM per_version GROUP BY hour
-        ), running AS (
-            SELECT version, hour, SUM(n) OVER (PARTITION BY version ORDER BY hour) AS upto,
-                CAST(SUM(n) OVER (PARTITION BY version) AS BIGINT) AS total
-            FROM histogram
-        )
-        SELECT version,
-            (MIN(CASE WHEN upto >= (total + 1) / 2 THEN hour END)
-             + MIN(CASE WHEN upto >= (total + 2) / 2 THEN hour END)) / 2.0
-        FROM running
-        GROUP BY version
-        """,
-        params,
-    )
-    return {version: float(median) for version, median in rows}
+    # Only the recovered cases, so that PostgreSQL reads them from the covering recovery index.
+    rows_from = f"SELECT f.policy_version_id, f.recovery_seconds FROM {sql.FACT} f WHERE {where} AND f.recovery_seconds IS NOT NULL"
+    return {version: float(median) for version, median in _fetch(sql.hour_medians(rows_from), params)}
 
 
 def _policies(rows_from: str, params: list[object], medians: dict[int | None, float]) -> list[PolicyRow]:
