@@ -23,7 +23,6 @@ from reporting.services import refresh as refresh_module
 from reporting.services import rollups_refresh
 from tests.factories import (
     TEST_ACTOR,
-    CustomerFactory,
     NotificationFactory,
     PaymentMethodFactory,
     failed_invoice,
@@ -212,6 +211,23 @@ def test_an_event_committed_late_with_a_lower_id_is_not_missed() -> None:
     assert RefreshState.objects.get().event_high > spare_id
 
 
+def test_a_bulk_customer_change_leaves_the_window_after_the_margin(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr(refresh_module, "EVENT_SLACK", 0)
+    cases = [failed_invoice(card=DECLINED, failed_at=OPENED)[0] for _ in range(3)]
+    Customer.objects.update(updated_at=timezone.now() - timedelta(hours=1))
+    rollups_refresh()
+    Customer.objects.update(segment="enterprise", updated_at=timezone.now())  # an import changed them all
+    assert rollups_refresh().cases == 3
+    assert {f.segment for f in CaseFact.objects.all()} == {"enterprise"}
+    # The next refresh reads from a margin before the previous one started, so it reads the import once
+    # more (a transaction stamped then might have committed since); the one after that no longer does.
+    now = timezone.now()
+    CaseEvent.objects.create(case=cases[0], kind=CaseEventKind.NOTE, actor_type="staff", reason="later")
+    assert rollups_refresh(now=now + timedelta(minutes=10)).cases == 3
+    CaseEvent.objects.create(case=cases[1], kind=CaseEventKind.NOTE, actor_type="staff", reason="again")
+    assert rollups_refresh(now=now + timedelta(minutes=20)).cases == 1
+
+
 def test_a_full_rebuild_replaces_everything() -> None:
     case, _, _ = failed_invoice(card=DECLINED, failed_at=OPENED)
     rollups_refresh()
@@ -227,10 +243,8 @@ def test_the_refresh_uses_the_event_window(monkeypatch) -> None:  # type: ignore
     """Only cases with events in the re-read window are recomputed, however many cases exist."""
     monkeypatch.setattr(refresh_module, "EVENT_SLACK", 0)
     cases = [failed_invoice(card=DECLINED, failed_at=OPENED)[0] for _ in range(3)]
-    # Their customers were edited long before the latest customer change, so that the customers' re-read
-    # window (a margin before the latest change seen) holds none of them.
+    # Their customers were edited long before this refresh, outside the customers' re-read window.
     Customer.objects.update(updated_at=timezone.now() - timedelta(hours=1))
-    CustomerFactory()
     rollups_refresh()
     CaseEvent.objects.create(case=cases[1], kind=CaseEventKind.NOTE, actor_type="staff", reason="hello")
     result = rollups_refresh()

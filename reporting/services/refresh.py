@@ -11,8 +11,9 @@ rebuilds everything. A refresh redoes only the cases that may have changed since
 - cases with a customer message sent since the last refresh (the dispatcher sends after the tick);
 - cases of customers changed since then (a segment edit or an import);
 - cases created without any event (bulk loads).
-Sends and customer changes carry wall-clock times, so they are read again from ``TIME_MARGIN`` before the
-last one seen. Then the weeks those cases opened in are summed again from the facts.
+Sends and customer changes carry wall-clock times, so the next refresh reads them from ``TIME_MARGIN`` before
+this one started (the margin covers transactions still open meanwhile). Then the weeks those cases opened
+in are summed again from the facts.
 
 Before any of that, one query compares the latest ids and times, and how many rows fall in each re-read
 window, with what the last refresh stored: when nothing moved, the refresh does nothing.
@@ -26,13 +27,14 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.db import connection, transaction
+from django.db.backends.utils import CursorWrapper
 from django.utils import timezone
 
 from reporting import sql
 from reporting.models import DirtyCase, RefreshState
 
 EVENT_SLACK = 10_000
-TIME_MARGIN = timedelta(minutes=10)
+TIME_MARGIN = timedelta(minutes=5)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 EVENT = sql.EVENT
 DIRTY = DirtyCase._meta.db_table
@@ -108,9 +110,6 @@ def _aware(value: datetime | str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _time_low(high: datetime | None, now: datetime) -> datetime:
-    """Re-read from a margin before the latest time seen, or before now if a writer's clock ran ahead."""
-    return min(high or now, now) - TIME_MARGIN
 
 
 def rollups_refresh(*, full: bool = False, now: datetime | None = None) -> RefreshResult:
@@ -135,8 +134,10 @@ def rollups_refresh(*, full: bool = False, now: datetime | None = None) -> Refre
         current = _marks(event_low=state.event_low, sent_low=state.sent_low, customer_low=state.customer_low)
         lows = {
             "event_low": max(current.event_high - EVENT_SLACK, 0),
-            "sent_low": _time_low(current.sent_high, now),
-            "customer_low": _time_low(current.customer_high, now),
+            # Wall-clock sources: next time, from a margin before this refresh started (a transaction
+            # that stamped its rows before then may still commit after this refresh has read).
+            "sent_low": now - TIME_MARGIN,
+            "customer_low": now - TIME_MARGIN,
         }
         marks = _marks(**lows)
         if full:
@@ -220,21 +221,21 @@ def _refresh_changed(state: RefreshState) -> tuple[int, int]:
     return cases, len(weeks)
 
 
-def _dirty_weeks(cursor: object, in_dirty: str) -> list[date]:
-    cursor.execute(f"SELECT DISTINCT opened_week FROM {sql.FACT} WHERE case_id {in_dirty}", [])  # type: ignore[attr-defined]
-    return [_as_date(row[0]) for row in cursor.fetchall()]  # type: ignore[attr-defined]
+def _dirty_weeks(cursor: CursorWrapper, in_dirty: str) -> list[date]:
+    cursor.execute(f"SELECT DISTINCT opened_week FROM {sql.FACT} WHERE case_id {in_dirty}", [])
+    return [_as_date(row[0]) for row in cursor.fetchall()]
 
 
 def _as_date(value: date | str) -> date:
     return value if isinstance(value, date) else date.fromisoformat(value)
 
 
-def _rebuild_weeks(cursor: object, weeks: Sequence[date]) -> None:
+def _rebuild_weeks(cursor: CursorWrapper, weeks: Sequence[date]) -> None:
     # A few weeks per tick; chunked so that a catch-up over years stays within parameter limits.
     for start in range(0, len(weeks), 200):
         chunk = list(weeks[start : start + 200])
         placeholders = ", ".join(["%s"] * len(chunk))
         cursor.execute(
             f"DELETE FROM {sql.ROLLUP} WHERE week_start IN ({placeholders})", [sql.param(w) for w in chunk]
-        )  # type: ignore[attr-defined]
-        cursor.execute(sql.rollup_insert(f"f.opened_week IN ({placeholders})"), [sql.param(w) for w in chunk])  # type: ignore[attr-defined]
+        )
+        cursor.execute(sql.rollup_insert(f"f.opened_week IN ({placeholders})"), [sql.param(w) for w in chunk])
