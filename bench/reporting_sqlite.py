@@ -66,6 +66,7 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings_test")
     django.setup()
     from django.core.management import call_command
+    from django.db.models import Sum
 
     from bench.bench_reporting import SQLITE_FILE, _client, page_rows
     from bench.harness import Result, progress
@@ -73,7 +74,7 @@ def main() -> None:
     from customers.models import Customer, Invoice
     from dunning.models import DunningCase, DunningPolicy, PaymentAttempt, PolicyStep, PolicyVersion
     from notifications.models import Notification
-    from reporting.models import RefreshState
+    from reporting.models import CaseFact, WeeklyRollup, WeeklyTotals
     from reporting.services import rollups_refresh
 
     SQLITE_FILE.parent.mkdir(parents=True, exist_ok=True)
@@ -91,9 +92,10 @@ def main() -> None:
             [Customer, DunningPolicy, PolicyVersion, Invoice, DunningCase, PaymentAttempt, Notification],
             os.environ["BENCH_SOURCE_URL"],
         )
-    state = RefreshState.objects.filter(pk=1).first()
+    # Rebuilt when the data was copied again, or when a table of the rollups does not hold every case.
+    summed = [model.objects.aggregate(n=Sum("cases"))["n"] for model in (WeeklyRollup, WeeklyTotals)]
     rebuild_ms = None
-    if not current or state is None or state.rebuilt_at is None:
+    if not current or summed != [CASES, CASES] or CaseFact.objects.count() != CASES:
         progress("SQLite: full rebuild of the rollups")
         started = time.perf_counter()
         rollups_refresh(full=True)

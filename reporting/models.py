@@ -98,9 +98,31 @@ class WeeklyRollup(models.Model):
         return f"Week of {self.week_start} ({self.currency})"
 
 
+class WeeklyTotals(models.Model):
+    """The weekly rollup summed over segments and declines: a few rows per week, for every report that
+    filters on neither (the default view among them)."""
+
+    week_start = models.DateField()
+    currency = models.CharField(max_length=3)
+    policy_id = models.BigIntegerField()
+    policy_version_id = models.BigIntegerField()
+
+    class Meta:
+        verbose_name_plural = "weekly totals"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["week_start", "currency", "policy_version_id"], name="reporting_totals_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Totals of the week of {self.week_start} ({self.currency})"
+
+
 # The measure columns come from the one definition the SQL uses too, so they cannot drift apart.
 for _name in MEASURES:
     WeeklyRollup.add_to_class(_name, models.BigIntegerField(default=0))
+    WeeklyTotals.add_to_class(_name, models.BigIntegerField(default=0))
 
 
 class RefreshState(models.Model):

@@ -24,7 +24,7 @@ from dunning.models import (
 from notifications.models import Audience, Notification
 from notifications.selectors import WENT_OUT_STATUSES
 from reporting.measures import DIMENSIONS, MEASURES
-from reporting.models import CaseFact, WeeklyRollup
+from reporting.models import CaseFact, WeeklyRollup, WeeklyTotals
 
 CASE = DunningCase._meta.db_table
 EVENT = CaseEvent._meta.db_table
@@ -34,9 +34,11 @@ CUSTOMER = Customer._meta.db_table
 VERSION = PolicyVersion._meta.db_table
 FACT = CaseFact._meta.db_table
 ROLLUP = WeeklyRollup._meta.db_table
+TOTALS = WeeklyTotals._meta.db_table
 
 FACT_COLUMNS: tuple[str, ...] = tuple(field.column for field in CaseFact._meta.concrete_fields)
 ROLLUP_KEY_COLUMNS: tuple[str, ...] = tuple(rollup for rollup, _fact in DIMENSIONS)
+TOTALS_KEY_COLUMNS: tuple[str, ...] = ("week_start", "currency", "policy_id", "policy_version_id")
 MEASURE_COLUMNS: tuple[str, ...] = tuple(MEASURES)
 
 # A retry is any attempt after the initial charge (scheduled retries, the portal, staff, card updates); it
@@ -177,4 +179,16 @@ def hour_medians(rows_from: str) -> str:
              + MIN(CASE WHEN upto >= (total + 2) / 2 THEN hour END)) / 2.0
         FROM running
         GROUP BY version
+    """
+
+
+def totals_insert(where: str) -> str:
+    """Sum the weekly rollup rows matching ``where`` (alias ``r``) over segments and declines."""
+    keys = ", ".join(f"r.{column}" for column in TOTALS_KEY_COLUMNS)
+    return f"""
+        INSERT INTO {TOTALS} ({", ".join(TOTALS_KEY_COLUMNS)}, {", ".join(MEASURE_COLUMNS)})
+        SELECT {keys}, {", ".join(f"SUM(r.{name})" for name in MEASURE_COLUMNS)}
+        FROM {ROLLUP} r
+        WHERE {where}
+        GROUP BY {keys}
     """

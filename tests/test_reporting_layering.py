@@ -10,7 +10,7 @@ import dunning
 import notifications
 from dunning.models import RecoveryChannel
 from reporting.measures import CHANNELS, MEASURES
-from reporting.models import WeeklyRollup
+from reporting.models import WeeklyRollup, WeeklyTotals
 
 
 def _imports(path: Path) -> list[str]:
@@ -42,8 +42,8 @@ def test_every_recovery_channel_has_its_row_in_the_reports() -> None:
     assert {channel for channel, _label in CHANNELS} == set(RecoveryChannel.values)
 
 
-def test_the_rollup_has_a_column_for_every_measure() -> None:
+def test_the_rollups_have_a_column_for_every_measure() -> None:
     dimensions = {"id", "week_start", "currency", "policy_id", "policy_version_id", "segment"}
     dimensions |= {"first_decline_category", "first_decline_code"}
-    columns = {field.column for field in WeeklyRollup._meta.concrete_fields} - dimensions
-    assert columns == set(MEASURES)
+    for model in (WeeklyRollup, WeeklyTotals):
+        assert {field.column for field in model._meta.concrete_fields} - dimensions == set(MEASURES)

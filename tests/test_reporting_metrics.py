@@ -237,8 +237,21 @@ def test_whole_weeks_from_the_rollup_plus_edge_days_from_the_facts_equal_the_fac
     for start, length in itertools.product(starts, lengths):
         filters = ReportFilters(start=start, end=start + timedelta(days=length))
         assert _from_source(filters) == _from_facts_only(filters), filters
-    segment = ReportFilters(start=START, end=END, segment="smb", decline_category="soft")
-    assert _from_source(segment) == _from_facts_only(segment)
+    gentle = known.versions["gentle2"]
+    for filters in (
+        ReportFilters(start=START, end=END, segment="smb", decline_category="soft"),  # the weekly rollup
+        ReportFilters(start=START, end=END, currency="EUR"),  # the weekly totals
+        ReportFilters(start=START, end=END, policy_id=gentle.policy_id, version_id=gentle.pk),
+    ):
+        assert _from_source(filters) == _from_facts_only(filters), filters
+
+
+def test_reports_without_segment_or_decline_filters_read_the_small_weekly_totals() -> None:
+    plain = source(ReportFilters(start=START, end=END, currency="EUR", policy_id=1))[0]
+    assert sql.TOTALS in plain and f"FROM {sql.ROLLUP} " not in plain
+    for filters in ({"segment": "smb"}, {"decline_category": "soft"}):
+        assert f"FROM {sql.ROLLUP} " in source(ReportFilters(start=START, end=END, **filters))[0]
+    assert f"FROM {sql.ROLLUP} " in source(ReportFilters(start=START, end=END), by_decline=True)[0]
 
 
 def test_an_incremental_refresh_ends_where_a_full_rebuild_does(known: KnownData) -> None:

@@ -350,6 +350,6 @@ def dashboard(*, filters: ReportFilters) -> DashboardData:
             CountRow(bucket.key, bucket.label, totals[f"ttr_{bucket.key}"])
             for bucket in TIME_TO_RECOVERY_BUCKETS
         ],
-        declines=_declines(rows_from, params),
+        declines=_declines(*source(filters, by_decline=True)),
         policies=_policies(rows_from, params, medians),
     )

@@ -109,18 +109,30 @@ def split_range(start: date, end: date) -> RangeSplit:
 
 KEY_COLUMNS = ", ".join(rollup for rollup, _fact in DIMENSIONS)
 FACT_KEYS = ", ".join(f"f.{fact} AS {rollup}" for rollup, fact in DIMENSIONS)
+TOTALS_KEYS = ", ".join(
+    f"r.{rollup}" if rollup in sql.TOTALS_KEY_COLUMNS else f"'' AS {rollup}" for rollup, _fact in DIMENSIONS
+)
 
 
-def source(filters: ReportFilters) -> tuple[str, list[object]]:
+def source(filters: ReportFilters, *, by_decline: bool = False) -> tuple[str, list[object]]:
     """A rollup-shaped row source for the cohort: rollup rows of the whole weeks, plus every case fact of
-    the days at either end as a row of its own. Sum its measure columns to answer any additive metric."""
+    the days at either end as a row of its own. Sum its measure columns to answer any additive metric.
+
+    The whole weeks come from the weekly totals (a few rows a week) unless the report filters on segment or
+    decline, or groups by decline (``by_decline``): then from the weekly rollup, which has those columns.
+    """
     split = split_range(filters.start, filters.end)
     parts: list[str] = []
     params: list[object] = []
     if split.first_week is not None:
         conditions, dimension_params = filters.dimension_conditions("r")
+        if by_decline or filters.segment or filters.decline_category:
+            table, columns = sql.ROLLUP, KEY_COLUMNS
+        else:
+            # The columns the totals do not have are never filtered or grouped on in this case.
+            table, columns = sql.TOTALS, TOTALS_KEYS
         parts.append(
-            f"SELECT {KEY_COLUMNS}, {', '.join(sql.MEASURE_COLUMNS)} FROM {sql.ROLLUP} r "
+            f"SELECT {columns}, {', '.join(sql.MEASURE_COLUMNS)} FROM {table} r "
             f"WHERE r.week_start >= %s AND r.week_start <= %s{conditions}"
         )
         params += [sql.param(split.first_week), sql.param(split.last_week), *dimension_params]

@@ -1,4 +1,4 @@
-"""Keeping the case facts and the weekly rollup up to date: the only code that writes them.
+"""Keeping the case facts, the weekly rollup and its totals up to date: the only code that writes them.
 
 The tick calls :func:`rollups_refresh` when it finishes (``dunning.signals.tick_finished``), so the reports
 are correct after every tick; staff can also refresh from the dashboard, and ``refresh_reports --full``
@@ -110,8 +110,6 @@ def _aware(value: datetime | str | None) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-
-
 def rollups_refresh(*, full: bool = False, now: datetime | None = None) -> RefreshResult:
     """Bring the case facts and the weekly rollup up to date; ``full`` rebuilds them from scratch.
 
@@ -174,12 +172,15 @@ def _rebuild() -> tuple[int, int]:
         cases = cursor.rowcount
         cursor.execute(f"DELETE FROM {sql.ROLLUP}", [])
         cursor.execute(sql.rollup_insert("1 = 1"), [])
+        cursor.execute(f"DELETE FROM {sql.TOTALS}", [])
+        cursor.execute(sql.totals_insert("1 = 1"), [])
         cursor.execute(f"SELECT COUNT(DISTINCT week_start) FROM {sql.ROLLUP}", [])
         weeks = cursor.fetchone()[0]
         if connection.vendor == "postgresql":
             # Every row is new: give the planner real statistics now rather than at autovacuum's leisure.
             cursor.execute(f"ANALYZE {sql.FACT}", [])
             cursor.execute(f"ANALYZE {sql.ROLLUP}", [])
+            cursor.execute(f"ANALYZE {sql.TOTALS}", [])
     return cases, weeks
 
 
@@ -235,7 +236,8 @@ def _rebuild_weeks(cursor: CursorWrapper, weeks: Sequence[date]) -> None:
     for start in range(0, len(weeks), 200):
         chunk = list(weeks[start : start + 200])
         placeholders = ", ".join(["%s"] * len(chunk))
-        cursor.execute(
-            f"DELETE FROM {sql.ROLLUP} WHERE week_start IN ({placeholders})", [sql.param(w) for w in chunk]
-        )
-        cursor.execute(sql.rollup_insert(f"f.opened_week IN ({placeholders})"), [sql.param(w) for w in chunk])
+        params = [sql.param(week) for week in chunk]
+        cursor.execute(f"DELETE FROM {sql.ROLLUP} WHERE week_start IN ({placeholders})", params)
+        cursor.execute(sql.rollup_insert(f"f.opened_week IN ({placeholders})"), params)
+        cursor.execute(f"DELETE FROM {sql.TOTALS} WHERE week_start IN ({placeholders})", params)
+        cursor.execute(sql.totals_insert(f"r.week_start IN ({placeholders})"), params)
