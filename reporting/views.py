@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib import admin, messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.contrib.auth.decorators import permission_required
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, QueryDict
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import reverse
@@ -113,7 +113,8 @@ def refresh_view(request: HttpRequest) -> HttpResponse:
         messages.success(
             request, f"Figures refreshed: {result.cases} case(s) recomputed in {result.duration_ms} ms."
         )
-    query = request.POST.get("query", "")
+    # Back to the same filters; re-encoded, so that whatever was posted stays a query string.
+    query = QueryDict(request.POST.get("query", "")).urlencode()
     return HttpResponseRedirect(reverse("reporting:dashboard") + (f"?{query}" if query else ""))
 
 

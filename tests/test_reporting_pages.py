@@ -275,6 +275,9 @@ def test_refreshing_from_the_dashboard_catches_up_at_once(reader, known) -> None
     again = reader.post(reverse("reporting:refresh"), {"query": RANGE}, follow=True)
     assert "already up to date" in again.content.decode()
     assert reader.get(reverse("reporting:refresh")).status_code == 405
+    odd = reader.post(reverse("reporting:refresh"), {"query": "start=2026-01-01\r\nX-Evil: 1"})
+    assert odd.status_code == 302 and "\n" not in odd["Location"]
+    assert odd["Location"].startswith(f"{DASHBOARD}?start=")
 
 
 # Query counts: the same for N and 2N cases.
