@@ -159,7 +159,7 @@ def _vacuum() -> None:
     """What autovacuum does after a rebuild: statistics and the visibility map (index-only scans)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            for table in (sql.FACT, sql.ROLLUP):
+            for table in (sql.FACT, sql.RECOVERY, sql.ROLLUP, sql.TOTALS):
                 cursor.execute(f"VACUUM ANALYZE {table}")
 
 

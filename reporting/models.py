@@ -60,12 +60,32 @@ class CaseFact(models.Model):
         indexes = [
             models.Index(fields=["opened_at"], name="reporting_fact_opened_idx"),
             models.Index(fields=["opened_week"], name="reporting_fact_week_idx"),
-            # Two more, covering on PostgreSQL, are in migration 0002: recoveries by opening (medians)
-            # and cases that ended exhausted or cancelled by closing time (involuntary churn).
+            # One more, covering on PostgreSQL, is in migration 0002: cases that ended exhausted or
+            # cancelled, by closing time (involuntary churn).
         ]
 
     def __str__(self) -> str:
         return f"Facts of case {self.case_id}"
+
+
+class RecoveryTime(models.Model):
+    """One row per recovered case, with only what the medians read: a quarter of the case facts' width,
+    so that a two-year median reads a few megabytes."""
+
+    case_id = models.BigIntegerField(primary_key=True)
+    opened_at = models.DateTimeField()
+    hours = models.IntegerField(help_text="Whole hours from the first failure to payment.")
+    currency = models.CharField(max_length=3)
+    segment = models.CharField(max_length=50, blank=True)
+    policy_id = models.BigIntegerField()
+    policy_version_id = models.BigIntegerField()
+    first_decline_category = models.CharField(max_length=32, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["opened_at"], name="reporting_recovery_opened_idx")]
+
+    def __str__(self) -> str:
+        return f"Case {self.case_id} recovered in {self.hours} h"
 
 
 class WeeklyRollup(models.Model):

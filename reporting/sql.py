@@ -24,7 +24,7 @@ from dunning.models import (
 from notifications.models import Audience, Notification
 from notifications.selectors import WENT_OUT_STATUSES
 from reporting.measures import DIMENSIONS, MEASURES
-from reporting.models import CaseFact, WeeklyRollup, WeeklyTotals
+from reporting.models import CaseFact, RecoveryTime, WeeklyRollup, WeeklyTotals
 
 CASE = DunningCase._meta.db_table
 EVENT = CaseEvent._meta.db_table
@@ -33,6 +33,7 @@ NOTIFICATION = Notification._meta.db_table
 CUSTOMER = Customer._meta.db_table
 VERSION = PolicyVersion._meta.db_table
 FACT = CaseFact._meta.db_table
+RECOVERY = RecoveryTime._meta.db_table
 ROLLUP = WeeklyRollup._meta.db_table
 TOTALS = WeeklyTotals._meta.db_table
 
@@ -153,7 +154,7 @@ def rollup_insert(where: str) -> str:
 
 def hour_medians(rows_from: str) -> str:
     """Median time to recovery in whole hours, overall (version NULL) and per policy version, of the rows
-    of ``rows_from`` (a source of case-fact-shaped rows with ``policy_version_id`` and ``recovery_seconds``).
+    of ``rows_from`` (recovered cases, with ``policy_version_id`` and ``hours``).
 
     Exact on whole hours elapsed (the mean of the two middle values for an even count), and computed from
     an hour histogram rather than by sorting every recovery: one pass with a hash aggregation, then
@@ -161,10 +162,9 @@ def hour_medians(rows_from: str) -> str:
     """
     return f"""
         WITH per_version AS (
-            SELECT m.policy_version_id AS version, m.recovery_seconds / 3600 AS hour, COUNT(*) AS n
+            SELECT m.policy_version_id AS version, m.hours AS hour, COUNT(*) AS n
             FROM ({rows_from}) m
-            WHERE m.recovery_seconds IS NOT NULL
-            GROUP BY m.policy_version_id, m.recovery_seconds / 3600
+            GROUP BY m.policy_version_id, m.hours
         ), histogram AS (
             SELECT version, hour, n FROM per_version
             UNION ALL
@@ -191,4 +191,18 @@ def totals_insert(where: str) -> str:
         FROM {ROLLUP} r
         WHERE {where}
         GROUP BY {keys}
+    """
+
+
+RECOVERY_COLUMNS = tuple(field.column for field in RecoveryTime._meta.concrete_fields)
+
+
+def recovery_insert(where: str) -> str:
+    """Copy the recovered cases among the case facts matching ``where`` (alias ``f``)."""
+    return f"""
+        INSERT INTO {RECOVERY} ({", ".join(RECOVERY_COLUMNS)})
+        SELECT f.case_id, f.opened_at, f.recovery_seconds / 3600, f.currency, f.segment, f.policy_id,
+            f.policy_version_id, f.first_decline_category
+        FROM {FACT} f
+        WHERE f.recovery_seconds IS NOT NULL AND {where}
     """

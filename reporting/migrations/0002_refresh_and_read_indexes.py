@@ -3,9 +3,8 @@ migrations stay theirs).
 
 - notifications_notification (sent_at) for case messages: the refresh finds messages sent since last time;
 - customers_customer (updated_at): the refresh finds customers changed since last time;
-- reporting_casefact: medians of time to recovery read recovered cases by opening date, and involuntary
-  churn reads cases that ended exhausted or cancelled by closing date, with the filter columns, from the
-  index alone on PostgreSQL (INCLUDE) and from wide partial indexes on SQLite.
+- reporting_casefact: involuntary churn reads cases that ended exhausted or cancelled by closing date, with
+  the filter columns, from the index alone on PostgreSQL (INCLUDE) and from a wide partial index on SQLite.
 """
 
 from django.db import migrations
@@ -19,11 +18,6 @@ INDEXES = {
 DIMENSIONS = "policy_version_id, policy_id, currency, segment, first_decline_category"
 # name -> (key column, included columns, condition)
 FACT_INDEXES = {
-    "reporting_fact_recovery_idx": (
-        "opened_at",
-        f"recovery_seconds, {DIMENSIONS}",
-        "recovery_seconds IS NOT NULL",
-    ),
     "reporting_fact_churn_idx": (
         "closed_at",
         f"customer_id, {DIMENSIONS}",

@@ -143,7 +143,8 @@ def customer_report(*, customer: Customer) -> CustomerReport:
             [customer.pk],
         )
         totals = [AccountTotals(row[0], *(int(v) for v in row[1:])) for row in cursor.fetchall()]
-        cursor.execute(sql.hour_medians(live), [customer.pk])
+        recovered = f"SELECT m.policy_version_id, m.recovery_seconds / 3600 AS hours FROM ({live}) m WHERE m.recovery_seconds IS NOT NULL"
+        cursor.execute(sql.hour_medians(recovered), [customer.pk])
         medians = {version: float(median) for version, median in cursor.fetchall()}
     cases = _facts(
         "c.customer_id = %s", [customer.pk], suffix=f"ORDER BY c.opened_at DESC, c.id DESC LIMIT {CASE_LIMIT}"

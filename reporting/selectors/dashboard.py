@@ -267,8 +267,7 @@ def _declines(rows_from: str, params: list[object]) -> list[DeclineRow]:
 def _medians(filters: ReportFilters) -> dict[int | None, float]:
     """Median hours to recovery, overall (key None) and per policy version (see ``sql.hour_medians``)."""
     where, params = facts_in_range(filters)
-    # Only the recovered cases, so that PostgreSQL reads them from the covering recovery index.
-    rows_from = f"SELECT f.policy_version_id, f.recovery_seconds FROM {sql.FACT} f WHERE {where} AND f.recovery_seconds IS NOT NULL"
+    rows_from = f"SELECT f.policy_version_id, f.hours FROM {sql.RECOVERY} f WHERE {where}"
     return {version: float(median) for version, median in _fetch(sql.hour_medians(rows_from), params)}
 
 

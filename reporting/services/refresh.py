@@ -1,4 +1,4 @@
-"""Keeping the case facts, the weekly rollup and its totals up to date: the only code that writes them.
+"""Keeping the case facts, recovery times, weekly rollup and weekly totals up to date: the only writer.
 
 The tick calls :func:`rollups_refresh` when it finishes (``dunning.signals.tick_finished``), so the reports
 are correct after every tick; staff can also refresh from the dashboard, and ``refresh_reports --full``
@@ -170,6 +170,8 @@ def _rebuild() -> tuple[int, int]:
             f"INSERT INTO {sql.FACT} ({', '.join(sql.FACT_COLUMNS)}) {sql.fact_select('1 = 1')}", []
         )
         cases = cursor.rowcount
+        cursor.execute(f"DELETE FROM {sql.RECOVERY}", [])
+        cursor.execute(sql.recovery_insert("1 = 1"), [])
         cursor.execute(f"DELETE FROM {sql.ROLLUP}", [])
         cursor.execute(sql.rollup_insert("1 = 1"), [])
         cursor.execute(f"DELETE FROM {sql.TOTALS}", [])
@@ -179,6 +181,7 @@ def _rebuild() -> tuple[int, int]:
         if connection.vendor == "postgresql":
             # Every row is new: give the planner real statistics now rather than at autovacuum's leisure.
             cursor.execute(f"ANALYZE {sql.FACT}", [])
+            cursor.execute(f"ANALYZE {sql.RECOVERY}", [])
             cursor.execute(f"ANALYZE {sql.ROLLUP}", [])
             cursor.execute(f"ANALYZE {sql.TOTALS}", [])
     return cases, weeks
@@ -207,6 +210,10 @@ def _refresh_changed(state: RefreshState) -> tuple[int, int]:
                 state.case_high,
             ],
         )
+        if connection.vendor == "postgresql":
+            # Its size changes from nothing to thousands inside this transaction: without statistics the
+            # planner would scan every case and fact rather than look up the ones listed.
+            cursor.execute(f"ANALYZE {DIRTY}", [])
         in_dirty = f"IN (SELECT case_id FROM {DIRTY})"
         # Weeks before and after: a case that vanished (only ever in tests) still leaves its week to redo.
         weeks = set(_dirty_weeks(cursor, in_dirty))
@@ -216,6 +223,8 @@ def _refresh_changed(state: RefreshState) -> tuple[int, int]:
             [],
         )
         cases = cursor.rowcount
+        cursor.execute(f"DELETE FROM {sql.RECOVERY} WHERE case_id {in_dirty}", [])
+        cursor.execute(sql.recovery_insert(f"f.case_id {in_dirty}"), [])
         weeks.update(_dirty_weeks(cursor, in_dirty))
         _rebuild_weeks(cursor, sorted(weeks))
         cursor.execute(f"DELETE FROM {DIRTY}", [])
