@@ -226,7 +226,7 @@ def run() -> list[Result]:
     progress("refreshes")
     idle = median_ms(rollups_refresh, repeat=9)
     results.append(
-        Result("refresh when nothing changed (every idle tick)", idle, None, "ms", note="one query")
+        Result("refresh when nothing changed (every idle tick)", idle, None, "ms", note="two small queries")
     )
     change_ms = _tick_sized_change()
     results.append(
