@@ -196,6 +196,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
         "django.db.backends": {"level": "WARNING"},
+        # django-q logs every enqueued task at INFO; the cluster's own start and stop are enough.
+        "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
     },
 }
 
