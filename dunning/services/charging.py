@@ -174,7 +174,9 @@ def attempt_charge(
                     created_at=now,
                 )
         except IntegrityError:
-            raise ChargeRefused(f"A payment of invoice {invoice.number} is already in progress.") from None
+            raise ChargeRefused(
+                f"Invoice {invoice.number} is already being paid, or was just paid: nothing was charged."
+            ) from None
         if case is not None:
             events = EventBuffer()
             events.add(
