@@ -256,10 +256,9 @@ class ActorType(models.TextChoices):
     CUSTOMER = "customer", "Customer"
 
 
-class AuditEvent(models.Model):
-    """Who or what changed an account, when and why. Append-only; services write it, nothing edits it."""
+class ActorStamped(models.Model):
+    """Who or what made a change: the columns every event table shares (filled from ``Actor.audit_fields``)."""
 
-    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
     actor_type = models.CharField(max_length=16, choices=ActorType.choices)
     actor_user = models.ForeignKey(
         settings.AUTH_USER_MODEL,
@@ -270,6 +269,15 @@ class AuditEvent(models.Model):
         db_index=False,
     )
     actor_label = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class AuditEvent(ActorStamped):
+    """Who or what changed an account, when and why. Append-only; services write it, nothing edits it."""
+
+    occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
     action = models.CharField(max_length=64)
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events", db_index=False

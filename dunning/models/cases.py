@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from customers.models import ActorType, Customer, Invoice, PaymentMethod
+from customers.models import ActorStamped, Customer, Invoice, PaymentMethod
 from dunning.models.declines import DeclineCategory
 from dunning.models.policies import PolicyVersion
 
@@ -151,22 +150,12 @@ class CaseEventKind(models.TextChoices):
     NOTE = "note", "Staff note"
 
 
-class CaseEvent(models.Model):
+class CaseEvent(ActorStamped):
     """The case timeline. Append-only: every change to a case writes one."""
 
     case = models.ForeignKey(DunningCase, on_delete=models.CASCADE, related_name="events", db_index=False)
     occurred_at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=24, choices=CaseEventKind.choices)
-    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
-    actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL,
-        null=True,
-        blank=True,
-        on_delete=models.SET_NULL,
-        related_name="+",
-        db_index=False,
-    )
-    actor_label = models.CharField(max_length=150, blank=True)
     from_state = models.CharField(max_length=16, blank=True)
     to_state = models.CharField(max_length=16, blank=True)
     step_index = models.PositiveSmallIntegerField(null=True, blank=True)
