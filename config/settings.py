@@ -192,18 +192,27 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    # Portal paths carry a bearer token: every line through the console handler has it replaced by
-    # "[redacted]"; runserver's request log (django.server) is routed through that handler too.
-    "filters": {"redact_portal_tokens": {"()": "dunning.portal.log_redaction.RedactPortalTokens"}},
+    # Portal paths carry a bearer token: every handler replaces it by "[redacted]". Django's own loggers
+    # are routed through these handlers (its default debug-only console would print tokens as they are).
+    "filters": {
+        "redact_portal_tokens": {"()": "dunning.portal.log_redaction.RedactPortalTokens"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": "plain",
             "filters": ["redact_portal_tokens"],
-        }
+        },
+        "mail_admins": {
+            "level": "ERROR",
+            "class": "django.utils.log.AdminEmailHandler",
+            "filters": ["require_debug_false", "redact_portal_tokens"],
+        },
     },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
         "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },

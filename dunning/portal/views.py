@@ -127,7 +127,7 @@ def _page_url(token: str, result: str = "") -> str:
 
 def _after(outcome: PortalOutcome, token: str) -> HttpResponse:
     """Post/redirect/get: the next page reads the result from the database."""
-    if outcome.status == OutcomeStatus.PAID:
+    if outcome.status in (OutcomeStatus.PAID, OutcomeStatus.NOTHING_DUE):
         return HttpResponseRedirect(reverse("portal:paid", args=[token]), status=303)
     return HttpResponseRedirect(_page_url(token, outcome.status), status=303)
 
@@ -156,11 +156,6 @@ def _notice(result: str, summary: PortalSummary) -> dict[str, str] | None:
             "success",
             _("Your new card is saved"),
             _("Use “Pay now” below to settle the rest of your balance."),
-        ),
-        OutcomeStatus.NOTHING_DUE: (
-            "info",
-            _("There's nothing to pay"),
-            _("Your invoices are already paid."),
         ),
         OutcomeStatus.ABANDONED: (
             "info",
