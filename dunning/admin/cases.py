@@ -21,6 +21,7 @@ from customers.admin_tools import LargeTableAdminMixin, admin_change_url
 from customers.currencies import MINOR_UNIT_EXPONENTS
 from customers.money import format_money
 from dunning import state as machine
+from dunning.admin.portal import PortalCaseActionsMixin
 from dunning.models import DunningCase, DunningPolicy
 from dunning.selectors import case_timeline
 from dunning.services import staff
@@ -152,7 +153,7 @@ class PolicyFilter(admin.SimpleListFilter):
 
 
 @admin.register(DunningCase)
-class DunningCaseAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+class DunningCaseAdmin(PortalCaseActionsMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "customer_link",
@@ -179,7 +180,7 @@ class DunningCaseAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     search_help_text = "Exact invoice number or customer external id."
     ordering = ["next_action_at", "id"]
     date_hierarchy = "opened_at"
-    actions = ["pause_selected", "resume_selected"]
+    actions = ["pause_selected", "resume_selected", "copy_portal_links", "email_portal_links"]
     readonly_fields = [
         "customer",
         "invoice",
