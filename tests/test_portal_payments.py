@@ -8,6 +8,7 @@ hosted page itself is a test double (``HostedGateway``), since no gateway's page
 from __future__ import annotations
 
 import html
+import re
 import threading
 from collections.abc import Mapping
 from datetime import timedelta
@@ -308,6 +309,35 @@ def test_posts_need_the_csrf_token(client: Client) -> None:
     assert strict.post(_link(invoice) + "pay/").status_code == 403
     assert strict.post(_link(invoice) + "card/", GOOD).status_code == 403
     assert _charges(invoice) == []
+
+
+@pytest.mark.parametrize(
+    ("headers", "allowed"),
+    [
+        # What browsers send from our own page under Referrer-Policy: no-referrer.
+        ({"HTTP_ORIGIN": "null", "HTTP_SEC_FETCH_SITE": "same-origin"}, True),
+        ({"HTTP_ORIGIN": "null"}, True),  # a browser without Fetch metadata: the token decides
+        ({"HTTP_ORIGIN": "http://testserver", "HTTP_SEC_FETCH_SITE": "same-origin"}, True),
+        # A sandboxed frame elsewhere also sends null, but says it is cross-site.
+        ({"HTTP_ORIGIN": "null", "HTTP_SEC_FETCH_SITE": "cross-site"}, False),
+        ({"HTTP_ORIGIN": "null", "HTTP_SEC_FETCH_SITE": "same-site"}, False),
+        ({"HTTP_ORIGIN": "https://evil.example", "HTTP_SEC_FETCH_SITE": "cross-site"}, False),
+    ],
+)
+def test_the_csrf_check_accepts_the_null_origin_of_a_no_referrer_page_only_from_itself(
+    headers: dict[str, str], allowed: bool
+) -> None:
+    _, invoice, _ = failed_invoice(card="pm_sim_4242424242424242")
+    strict = Client(enforce_csrf_checks=True)
+    page = strict.get(_link(invoice)).content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+    response = strict.post(_link(invoice) + "pay/", {"csrfmiddlewaretoken": token}, **headers)
+    assert (response.status_code == 303) is allowed
+    assert response["Referrer-Policy"] == "no-referrer"  # refusals carry the portal's headers too
+    assert _charges(invoice) == ([(True, "")] if allowed else [])
+    # The token is still required, whatever the headers.
+    if allowed:
+        assert Client(enforce_csrf_checks=True).post(_link(invoice) + "pay/", **headers).status_code == 403
 
 
 @pytest.mark.postgres

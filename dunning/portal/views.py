@@ -34,7 +34,7 @@ from customers.models import Customer
 from dunning.gateways import BUILTIN_GATEWAYS, GatewayError, PaymentGateway, get_gateway
 from dunning.portal import services
 from dunning.portal.forms import CardForm, FreshLinkForm
-from dunning.portal.security import Limit, client_ip, portal_headers, rate_limited
+from dunning.portal.security import Limit, client_ip, portal_csrf_protect, portal_headers, rate_limited
 from dunning.portal.selectors import PortalSummary, portal_summary, recent_portal_payments
 from dunning.portal.services import OutcomeStatus, PortalOutcome
 from dunning.portal.tokens import LinkProblem, PortalLink, PortalLinkError, portal_token_read
@@ -223,6 +223,7 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @portal_headers
+@portal_csrf_protect
 @sensitive_post_parameters("number", "expiry")
 def card(request: HttpRequest, token: str) -> HttpResponse:
     retry_after = _post_limit(request, token)
@@ -253,6 +254,7 @@ def card(request: HttpRequest, token: str) -> HttpResponse:
 
 @require_POST
 @portal_headers
+@portal_csrf_protect
 def pay(request: HttpRequest, token: str) -> HttpResponse:
     retry_after = _post_limit(request, token)
     if retry_after:
@@ -342,6 +344,7 @@ def setup_return(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 @portal_headers
+@portal_csrf_protect
 def setup_complete(request: HttpRequest) -> HttpResponse:
     remembered = _setup_cookie(request)
     if remembered is None:
@@ -385,6 +388,7 @@ def setup_cancelled(request: HttpRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 @portal_headers
+@portal_csrf_protect
 def fresh_link(request: HttpRequest) -> HttpResponse:
     """ "Send me a fresh link". The answer is the same whether or not the address is known."""
     if request.method == "GET":
