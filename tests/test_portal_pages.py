@@ -395,10 +395,12 @@ def test_the_filter_redacts_tokens_in_every_log_shape() -> None:
     assert "/portal/[redacted]/" in gunicorn.getMessage()
     untouched = _record("GET %s", ("/portal/link/",))
     assert redact.filter(untouched) and untouched.args == ("/portal/link/",)
-    assert (
-        redact_portal_tokens("/portal/setup/return/ /admin/portal/x/")
-        == "/portal/setup/return/ /admin/portal/[redacted]/"
+    assert redact_portal_tokens("/portal/setup/return/ /static/portal/portal.css") == (
+        "/portal/setup/return/ /static/portal/portal.css"
     )
+    assert redact_portal_tokens(
+        "Referer: https://billing.example.com:8443/portal/abc:def/paid/ next=/portal/x"
+    ) == ("Referer: https://billing.example.com:8443/portal/[redacted]/paid/ next=/portal/[redacted]")
 
 
 def test_the_configured_logging_keeps_tokens_out_of_the_log() -> None:

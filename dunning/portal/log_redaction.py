@@ -13,7 +13,12 @@ import re
 # Fixed portal routes that are not tokens; everything else after /portal/ is treated as one.
 _NOT_TOKENS = ("link", "setup")
 _STOP = "/?#\\s\"'"  # where a path segment ends in a log line
-PORTAL_TOKEN_IN_PATH = re.compile(rf"(/portal/)(?!(?:{'|'.join(_NOT_TOKENS)})(?:[{_STOP}]|$))[^{_STOP}]+")
+# /portal/ at the start of a path (after a space, a quote, "=" or a bracket), alone or after scheme://host,
+# so that /static/portal/portal.css is left alone.
+_PORTAL_PREFIX = r"((?:^|(?<=[\s\"'(=,]))(?:[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s\"']+)?/portal/)"
+PORTAL_TOKEN_IN_PATH = re.compile(
+    rf"{_PORTAL_PREFIX}(?!(?:{'|'.join(_NOT_TOKENS)})(?:[{_STOP}]|$))[^{_STOP}]+"
+)
 REDACTED = r"\1[redacted]"
 
 
