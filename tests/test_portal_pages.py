@@ -196,7 +196,8 @@ def test_a_get_changes_nothing_but_records_the_visit(client: Client) -> None:
 def test_head_and_other_methods_on_the_page_change_nothing(client: Client) -> None:
     _, invoice, _ = failed_invoice()
     before = _state()
-    assert client.put(_link(invoice)).status_code == 405
+    refused = client.put(_link(invoice))
+    assert refused.status_code == 405 and refused["Cache-Control"] == "no-store"
     assert client.post(_link(invoice)).status_code == 405
     assert client.get(_link(invoice) + "pay/").status_code == 405
     assert client.get(_link(invoice) + "card/").status_code == 405

@@ -211,8 +211,8 @@ def _page(
 # --- Pages with a token ------------------------------------------------------------------------------------
 
 
-@require_GET
 @portal_headers
+@require_GET
 def page(request: HttpRequest, token: str) -> HttpResponse:
     resolved = _resolve(token)
     if isinstance(resolved, LinkProblem):
@@ -221,8 +221,8 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
     return _page(request, token, link, customer, result=request.GET.get("result", "")[:20], visit=True)
 
 
-@require_POST
 @portal_headers
+@require_POST
 @portal_csrf_protect
 @sensitive_post_parameters("number", "expiry")
 def card(request: HttpRequest, token: str) -> HttpResponse:
@@ -252,8 +252,8 @@ def card(request: HttpRequest, token: str) -> HttpResponse:
     return _after(outcome, token)
 
 
-@require_POST
 @portal_headers
+@require_POST
 @portal_csrf_protect
 def pay(request: HttpRequest, token: str) -> HttpResponse:
     retry_after = _post_limit(request, token)
@@ -266,8 +266,8 @@ def pay(request: HttpRequest, token: str) -> HttpResponse:
     return _after(services.portal_pay_now(link=link, customer=customer), token)
 
 
-@require_GET
 @portal_headers
+@require_GET
 def paid(request: HttpRequest, token: str) -> HttpResponse:
     resolved = _resolve(token)
     if isinstance(resolved, LinkProblem):
@@ -328,8 +328,8 @@ def _setup_cookie(request: HttpRequest) -> tuple[str, str] | None:
         return None
 
 
-@require_GET
 @portal_headers
+@require_GET
 def setup_return(request: HttpRequest) -> HttpResponse:
     """Back from the gateway's page. A GET changes nothing: this page posts to ``setup_complete`` (at once
     with JavaScript, or with the customer's click)."""
@@ -342,8 +342,8 @@ def setup_return(request: HttpRequest) -> HttpResponse:
     return _render(request, "portal/setup_return.html", {}, customer=resolved[1])
 
 
-@require_POST
 @portal_headers
+@require_POST
 @portal_csrf_protect
 def setup_complete(request: HttpRequest) -> HttpResponse:
     remembered = _setup_cookie(request)
@@ -372,8 +372,8 @@ def setup_complete(request: HttpRequest) -> HttpResponse:
     return response
 
 
-@require_GET
 @portal_headers
+@require_GET
 def setup_cancelled(request: HttpRequest) -> HttpResponse:
     remembered = _setup_cookie(request)
     if remembered is None:
@@ -386,8 +386,8 @@ def setup_cancelled(request: HttpRequest) -> HttpResponse:
 # --- Without a token ---------------------------------------------------------------------------------------
 
 
-@require_http_methods(["GET", "POST"])
 @portal_headers
+@require_http_methods(["GET", "POST"])
 @portal_csrf_protect
 def fresh_link(request: HttpRequest) -> HttpResponse:
     """ "Send me a fresh link". The answer is the same whether or not the address is known."""
