@@ -192,12 +192,31 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Portal paths carry a bearer token: every handler replaces it by "[redacted]". Django's own loggers
+    # are routed through these handlers (its default debug-only console would print tokens as they are).
+    "filters": {
+        "redact_portal_tokens": {"()": "dunning.portal.log_redaction.RedactPortalTokens"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_portal_tokens"],
+        },
+        "mail_admins": {
+            "level": "ERROR",
+            "class": "django.utils.log.AdminEmailHandler",
+            "filters": ["require_debug_false", "redact_portal_tokens"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
         # django-q logs every enqueued task at INFO; the cluster's own start and stop are enough.
         "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 
@@ -264,3 +283,20 @@ ACCOUNT_IMPORT_MAX_UPLOAD_MB: int = env.int("ACCOUNT_IMPORT_MAX_UPLOAD_MB", defa
 # for every model admin that offers them, not only the add/change permissions.
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
+
+# --- Payment portal (/portal/<token>/) ------------------------------------------------------------------
+# Documented in README.md ("Payment portal"). Links expire this many days after they were made; banner
+# links live longer because a banner stays up, with the same link, until its case's next banner step.
+PORTAL_LINK_MAX_AGE_DAYS: int = env.int("PORTAL_LINK_MAX_AGE_DAYS", default=14)
+PORTAL_BANNER_LINK_MAX_AGE_DAYS: int = env.int("PORTAL_BANNER_LINK_MAX_AGE_DAYS", default=30)
+# Rate limits on the portal's POSTs (per link and per client address) and on the "send me a fresh link"
+# form (per client address and per email address), each per window. Counters live in the cache: set
+# REDIS_URL so that every web process shares them.
+PORTAL_RATE_LIMIT_WINDOW_SECONDS: int = env.int("PORTAL_RATE_LIMIT_WINDOW_SECONDS", default=900)
+PORTAL_POSTS_PER_LINK: int = env.int("PORTAL_POSTS_PER_LINK", default=10)
+PORTAL_POSTS_PER_IP: int = env.int("PORTAL_POSTS_PER_IP", default=30)
+PORTAL_FRESH_LINKS_PER_IP: int = env.int("PORTAL_FRESH_LINKS_PER_IP", default=5)
+PORTAL_FRESH_LINKS_PER_ADDRESS: int = env.int("PORTAL_FRESH_LINKS_PER_ADDRESS", default=3)
+# Behind N reverse proxies that each append to X-Forwarded-For, the client address is the N-th entry from
+# the right; 0 uses the connection's address (REMOTE_ADDR).
+PORTAL_TRUSTED_PROXIES: int = env.int("PORTAL_TRUSTED_PROXIES", default=0)

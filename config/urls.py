@@ -20,4 +20,6 @@ urlpatterns = [
     # Banner API (/api/v1/banners/...) and the email provider's tracking webhooks.
     path("", include("notifications.urls")),
     path("anymail/", include("anymail.urls")),
+    # The customers' payment-update page: /portal/<signed token>/ (dunning/portal/).
+    path("portal/", include("dunning.portal.urls")),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.core import mail
 from customers.models import InvoiceStatus
 from customers.services import invoice_close
 from dunning.models import CaseState
+from dunning.portal.tokens import portal_token_read
 from dunning.services.staff import case_cancel
 from dunning.services.tick import run_tick
 from notifications.models import Banner, Notification, NotificationStatus, StaffTask, WebhookDelivery
@@ -34,7 +36,16 @@ def test_day_zero_queues_the_friendly_email_to_billing_contacts_and_shows_a_bann
     assert "€49.00" in email.body_text
     banner = Banner.objects.get(case_ref=case.pk)
     assert "€49.00" in banner.message
-    assert banner.cta_url.endswith("/portal/")
+    # Each carries its own signed link to the portal, bound to the invoice: the banner's credits a payment
+    # to the banner, the email's to the email.
+    banner_link = portal_token_read(banner.cta_url.split("/portal/")[1].rstrip("/"))
+    assert (banner_link.customer_id, banner_link.invoice_id, banner_link.source) == (
+        invoice.customer_id,
+        invoice.pk,
+        "banner",
+    )
+    email_token = re.search(r"/portal/([^/\s]+)/", email.body_text).group(1)  # type: ignore[union-attr]
+    assert portal_token_read(email_token).source == "email"
 
 
 def test_paid_between_queueing_and_sending_means_nothing_is_sent() -> None:

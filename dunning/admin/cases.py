@@ -21,6 +21,7 @@ from customers.admin_tools import LargeTableAdminMixin, ReadOnlyAdminMixin, admi
 from customers.currencies import MINOR_UNIT_EXPONENTS
 from customers.money import format_money
 from dunning import state as machine
+from dunning.admin.portal import PortalCaseActionsMixin
 from dunning.models import DunningCase, DunningPolicy
 from dunning.selectors import case_timeline
 from dunning.services import staff
@@ -152,7 +153,7 @@ class PolicyFilter(admin.SimpleListFilter):
 
 
 @admin.register(DunningCase)
-class DunningCaseAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "customer_link",
@@ -179,7 +180,7 @@ class DunningCaseAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmi
     search_help_text = "Exact invoice number or customer external id."
     ordering = ["next_action_at", "id"]
     date_hierarchy = "opened_at"
-    actions = ["pause_selected", "resume_selected"]
+    actions = ["pause_selected", "resume_selected", "copy_portal_links", "email_portal_links"]
     readonly_fields = [
         "customer",
         "invoice",

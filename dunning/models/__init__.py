@@ -20,10 +20,12 @@ from dunning.models.policies import (
     PolicyVersion,
     StepAction,
 )
+from dunning.models.portal import INITIAL_TOKEN_VERSION, PortalAccess
 
 __all__ = [
     "ACCESS_ENDING_ACTIONS",
     "COMMUNICATION_ACTIONS",
+    "INITIAL_TOKEN_VERSION",
     "IN_FLIGHT_STATUSES",
     "INVOICE_ENDING_ACTIONS",
     "RETRYABLE_CATEGORIES",
@@ -39,6 +41,7 @@ __all__ = [
     "PaymentAttempt",
     "PolicyStep",
     "PolicyVersion",
+    "PortalAccess",
     "RecoveryChannel",
     "SimulatedCharge",
     "SimulatedGatewayRule",
