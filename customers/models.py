@@ -139,6 +139,13 @@ class PaymentMethod(models.Model):
             models.UniqueConstraint(
                 fields=["customer"], condition=Q(is_default=True), name="payment_method_one_default"
             ),
+            # The gateway's id names one method: a webhook and a portal return recording the same card at
+            # the same moment must not make two rows.
+            models.UniqueConstraint(
+                fields=["customer", "gateway_payment_method_id"],
+                condition=~Q(gateway_payment_method_id=""),
+                name="payment_method_gateway_id_unique",
+            ),
             models.CheckConstraint(
                 condition=Q(type__in=PaymentMethodType.values), name="payment_method_type_valid"
             ),

@@ -128,3 +128,24 @@ def test_escalate_steps_create_a_staff_task() -> None:
         moment += timedelta(hours=6)
     task = StaffTask.objects.get(case_ref=case.pk)
     assert case.invoice.number in task.title
+
+
+def test_a_portal_payment_gets_its_receipt_at_once_even_in_quiet_hours(settings) -> None:  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
+    from dunning.models import AttemptSource, RecoveryChannel
+    from dunning.services.charging import attempt_charge
+
+    hour = timezone.now().hour  # the customer is in UTC below: make "now" quiet
+    settings.NOTIFICATIONS_QUIET_HOURS_START, settings.NOTIFICATIONS_QUIET_HOURS_END = hour, (hour + 2) % 24
+    _, silent_invoice, _ = failed_invoice(card="pm_sim_4242424242424242", time_zone="UTC")
+    case, invoice, _ = failed_invoice(card="pm_sim_4242424242424242", time_zone="UTC")
+    attempt_charge(
+        invoice=invoice, source=AttemptSource.PORTAL, actor=TEST_ACTOR, channel=RecoveryChannel.EMAIL_PORTAL
+    )
+    receipt = Notification.objects.get(case_ref=case.pk, template_key="recovered")
+    assert receipt.send_after <= timezone.now()
+    # A silent retry's receipt still waits for the morning.
+    attempt_charge(invoice=silent_invoice, source=AttemptSource.STAFF, actor=TEST_ACTOR)
+    delayed = Notification.objects.get(invoice=silent_invoice, template_key="recovered")
+    assert delayed.send_after > timezone.now()

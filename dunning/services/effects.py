@@ -14,7 +14,7 @@ from customers.actors import Actor
 from customers.models import EntitlementState, InvoiceStatus
 from customers.money import format_money
 from customers.services import AuditBuffer, customers_set_entitlement_many, invoices_close_many
-from dunning.models import CaseEventKind, CaseState, DunningCase, StepAction
+from dunning.models import CaseEventKind, CaseState, DunningCase, RecoveryChannel, StepAction
 from dunning.portal.tokens import LinkSource, portal_link_for, token_versions
 from dunning.schedule import step_due_at
 from dunning.services import communication
@@ -38,6 +38,9 @@ STEP_ENTITLEMENT = {
 }
 # Steps that show the customer a portal link, and the link's source (the recovery channel it credits).
 LINKED_ACTIONS = {StepAction.EMAIL: LinkSource.EMAIL, StepAction.BANNER: LinkSource.BANNER}
+PORTAL_CHANNELS = frozenset(
+    {RecoveryChannel.EMAIL_PORTAL, RecoveryChannel.BANNER_PORTAL, RecoveryChannel.PORTAL}
+)
 CLOSE_WEBHOOKS = {
     CaseState.RECOVERED: "payment.recovered",
     CaseState.EXHAUSTED: "case.exhausted",
@@ -169,6 +172,8 @@ def cases_closed(*, cases: Sequence[DunningCase], actor: Actor, now: datetime, e
                 context={"portal_url": portal_url_for(case, version=versions[case.customer_id])},
                 bypass_cap=True,
                 only_while_unpaid=False,
+                # A customer who just paid in the portal expects the receipt now, even at 23:00.
+                customer_requested=case.recovery_channel in PORTAL_CHANNELS,
             )
             for case in recovered
         ],
