@@ -20,4 +20,6 @@ urlpatterns = [
     # Banner API (/api/v1/banners/...) and the email provider's tracking webhooks.
     path("", include("notifications.urls")),
     path("anymail/", include("anymail.urls")),
+    # Stripe's webhook endpoint: /webhooks/stripe/.
+    path("", include("dunning.urls")),
 ]

@@ -45,6 +45,7 @@ def dunning_seeds(django_db_blocker: object) -> None:
 
     if not DeclineCode.objects.exists():
         importlib.import_module("dunning.migrations.0002_seed_decline_codes").seed(apps, None)
+        importlib.import_module("dunning.migrations.0005_stripe_events").seed(apps, None)
     if not DunningPolicy.objects.filter(name="Default").exists():
         importlib.import_module("dunning.migrations.0003_default_policy").create(apps, None)
 

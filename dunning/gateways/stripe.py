@@ -70,6 +70,10 @@ def verify_webhook(payload: bytes, header: str, secrets: Sequence[str], toleranc
     usable = [secret for secret in secrets if secret.strip()]
     if not usable:
         raise WebhookSignatureInvalid("no webhook signing secret is configured (STRIPE_WEBHOOK_SECRET)")
+    try:
+        payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise WebhookSignatureInvalid("the body is not UTF-8: Stripe never signed it") from None
     last_error = "no signature"
     for secret in usable:
         try:

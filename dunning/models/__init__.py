@@ -20,6 +20,7 @@ from dunning.models.policies import (
     PolicyVersion,
     StepAction,
 )
+from dunning.models.stripe import StripeEvent, StripeEventSource, StripeEventStatus
 
 __all__ = [
     "ACCESS_ENDING_ACTIONS",
@@ -43,5 +44,8 @@ __all__ = [
     "SimulatedCharge",
     "SimulatedGatewayRule",
     "StepAction",
+    "StripeEvent",
+    "StripeEventSource",
+    "StripeEventStatus",
     "attempt_idempotency_key",
 ]

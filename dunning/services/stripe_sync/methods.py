@@ -1,0 +1,171 @@
+"""Payment methods at Stripe: new cards, card-updater changes, default changes; expiry reminders.
+
+A new or changed default method is stored and, when it is really new for the customer (created, new card
+details, or just made the default), the customer's open invoices in dunning are retried once at once and
+hard-declined cases resume (``customer_payment_method_updated``). Duplicated or replayed events find
+nothing changed and retry nothing.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Mapping
+from datetime import date, datetime
+from typing import Any
+
+from django.conf import settings
+
+from customers.actors import Actor
+from customers.models import Customer, PaymentMethod
+from dunning.gateways.stripe import StripeGateway
+from dunning.gateways.stripe_objects import (
+    customer_default_method_id,
+    expandable_id,
+    method_details,
+    timestamp,
+)
+from dunning.models import RecoveryChannel
+from dunning.services import communication
+from dunning.services.staff import customer_payment_method_updated
+from dunning.services.stripe_sync.common import Outcome, ignored, processed
+from dunning.services.stripe_sync.records import stripe_payment_method_record
+
+REMINDER_30D, REMINDER_7D = "predunning_expiry_30d", "predunning_expiry_7d"
+
+
+def _retry_open_invoices(customer: Customer, actor: Actor, what: str) -> Outcome:
+    attempts = customer_payment_method_updated(
+        customer_id=customer.pk, actor=actor, channel=RecoveryChannel.CARD_UPDATED
+    )
+    if not attempts:
+        return processed(f"{what}; no open invoice to retry")
+    results = ", ".join(f"{a.invoice.number}: {a.status}" for a in attempts)
+    return processed(f"{what}; retried at once: {results}")
+
+
+def stripe_payment_method_changed(*, gateway: StripeGateway, payment_method_id: str, actor: Actor) -> Outcome:
+    """``payment_method.attached``, ``.updated`` and ``.automatically_updated`` (card account updater)."""
+    method = gateway.fetch_payment_method(payment_method_id)
+    customer_ref = expandable_id(method.get("customer"))
+    if not customer_ref:
+        return ignored("the payment method is not attached to a customer (any more)")
+    customer = Customer.objects.filter(gateway_customer_id=customer_ref).first()
+    if customer is None:
+        return ignored(f"customer {customer_ref} is not tracked here")
+    default_ref = customer_default_method_id(gateway.fetch_customer(customer_ref))
+    # With no default at Stripe, the newest method is the one to charge (we always name it explicitly).
+    is_default = default_ref in ("", method["id"])
+    stored, changed = stripe_payment_method_record(
+        customer=customer, details=method_details(method), make_default=is_default, actor=actor
+    )
+    if not changed:
+        return processed(f"payment method {stored} unchanged: nothing to do")
+    if not is_default:
+        return processed(f"stored {stored} (not the default at Stripe: nothing retried)")
+    return _retry_open_invoices(customer, actor, f"stored {stored} as the default")
+
+
+def stripe_customer_default_changed(*, gateway: StripeGateway, customer_ref: str, actor: Actor) -> Outcome:
+    """``customer.updated`` where the default payment method changed."""
+    customer = Customer.objects.filter(gateway_customer_id=customer_ref).first()
+    if customer is None:
+        return ignored(f"customer {customer_ref} is not tracked here")
+    default_ref = customer_default_method_id(gateway.fetch_customer(customer_ref))
+    if not default_ref:
+        return ignored("the customer has no default payment method at Stripe")
+    details = method_details(gateway.fetch_payment_method(default_ref))
+    stored, changed = stripe_payment_method_record(
+        customer=customer, details=details, make_default=True, actor=actor
+    )
+    if not changed:
+        return processed(f"{stored} was already the default here: nothing retried")
+    return _retry_open_invoices(customer, actor, f"{stored} is the new default")
+
+
+def _month_end(year: int, month: int) -> date:
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+def _remind(*, customer: Customer, step_ref: str, days_left: int, now: datetime) -> Outcome:
+    template = REMINDER_7D if days_left <= 7 else REMINDER_30D
+    queued = communication.send_messages(
+        intents=[
+            communication.MessageIntent(
+                customer_id=customer.pk,
+                case_id=None,
+                step_ref=f"{step_ref}:{template}"[:100],
+                template_key=template,
+                invoice_id=None,
+                # The portal link without a case; the portal (issue 6) may sign it per customer.
+                context={"portal_url": f"{settings.PORTAL_BASE_URL.rstrip('/')}/portal/"},
+            )
+        ],
+        now=now,
+    )
+    if not queued:
+        return processed(f"{template} reminder already queued (or no address): nothing new")
+    return processed(f"{template} reminder queued")
+
+
+def stripe_card_expiring(
+    *, gateway: StripeGateway, card: Mapping[str, Any], actor: Actor, now: datetime
+) -> Outcome:
+    """``customer.source.expiring``: the card Stripe charges expires at the end of its month."""
+    customer_ref = expandable_id(card.get("customer"))
+    customer = Customer.objects.filter(gateway_customer_id=customer_ref).first() if customer_ref else None
+    if customer is None:
+        return ignored(f"customer {customer_ref or '?'} is not tracked here")
+    details = method_details(card)
+    if not (details.exp_month and details.exp_year):
+        return ignored("the card has no expiry date")
+    if customer_default_method_id(gateway.fetch_customer(customer_ref)) != details.gateway_payment_method_id:
+        return ignored("the expiring card is not the one charged for invoices")
+    stripe_payment_method_record(customer=customer, details=details, make_default=True, actor=actor)
+    days_left = (_month_end(details.exp_year, details.exp_month) - now.date()).days
+    if days_left < 0:
+        return ignored("the card has already expired")
+    return _remind(
+        customer=customer,
+        step_ref=f"predunning:{details.gateway_payment_method_id}:{details.exp_year}-{details.exp_month:02d}",
+        days_left=days_left,
+        now=now,
+    )
+
+
+def stripe_invoice_upcoming(
+    *, gateway: StripeGateway, invoice: Mapping[str, Any], actor: Actor, now: datetime
+) -> Outcome:
+    """``invoice.upcoming``: remind the customer if the card on file will have expired by the charge date."""
+    if invoice.get("collection_method") == "send_invoice":
+        return ignored("the customer pays this invoice by hand: no card involved")
+    customer_ref = expandable_id(invoice.get("customer"))
+    customer = Customer.objects.filter(gateway_customer_id=customer_ref).first() if customer_ref else None
+    if customer is None:
+        return ignored(f"customer {customer_ref or '?'} is not tracked here")
+    charge_at = (
+        timestamp(invoice.get("next_payment_attempt"))
+        or timestamp(invoice.get("due_date"))
+        or timestamp(invoice.get("period_end"))
+    )
+    if charge_at is None:
+        return ignored("the upcoming invoice has no charge date")
+    stripe_customer = gateway.fetch_customer(customer_ref)
+    method_ref = expandable_id(invoice.get("default_payment_method")) or customer_default_method_id(
+        stripe_customer
+    )
+    if not method_ref:
+        return ignored("no payment method on file at Stripe")
+    details = method_details(gateway.fetch_payment_method(method_ref))
+    is_default = method_ref == customer_default_method_id(stripe_customer)
+    stored, _ = stripe_payment_method_record(
+        customer=customer, details=details, make_default=is_default, actor=actor
+    )
+    probe = PaymentMethod(exp_month=stored.exp_month, exp_year=stored.exp_year)
+    if not probe.expires_before(charge_at):
+        return ignored(f"{stored} is still valid on {charge_at:%Y-%m-%d}")
+    return _remind(
+        customer=customer,
+        step_ref=f"predunning:upcoming:{method_ref}:{charge_at:%Y-%m-%d}",
+        days_left=(charge_at.date() - now.date()).days,
+        now=now,
+    )
