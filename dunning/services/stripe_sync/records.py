@@ -22,7 +22,12 @@ from customers.validators import validate_locale
 from dunning.gateways import PaymentMethodDetails
 from dunning.gateways.stripe import StripeGateway
 from dunning.gateways.stripe_amounts import from_stripe_amount
-from dunning.gateways.stripe_objects import expandable_id, timestamp
+from dunning.gateways.stripe_objects import (
+    customer_default_method_id,
+    expandable_id,
+    method_details,
+    timestamp,
+)
 from dunning.services.stripe_sync.common import STRIPE
 
 OPEN_STATUSES = {"open": InvoiceStatus.OPEN, "draft": InvoiceStatus.DRAFT}
@@ -87,13 +92,22 @@ def stripe_customer_upsert(*, data: Mapping[str, Any], actor: Actor, fallback_cu
 def stripe_customer_for(
     *, gateway: StripeGateway, customer_ref: str, actor: Actor, currency: str = ""
 ) -> Customer:
-    """The local customer, fetched from Stripe and created if we do not have it yet."""
+    """The local customer, fetched from Stripe and created if we do not have it yet, with the payment
+    method Stripe charges (so that dunning has a method to retry and to block after a hard decline)."""
     found = Customer.objects.filter(gateway_customer_id=customer_ref).first()
     if found is not None:
         return found
-    return stripe_customer_upsert(
-        data=gateway.fetch_customer(customer_ref), actor=actor, fallback_currency=currency
-    )
+    data = gateway.fetch_customer(customer_ref)
+    customer = stripe_customer_upsert(data=data, actor=actor, fallback_currency=currency)
+    default_ref = customer_default_method_id(data)
+    if default_ref and not customer.payment_methods.filter(gateway_payment_method_id=default_ref).exists():
+        stripe_payment_method_record(
+            customer=customer,
+            details=method_details(gateway.fetch_payment_method(default_ref)),
+            make_default=True,
+            actor=actor,
+        )
+    return customer
 
 
 def stripe_payment_method_record(
