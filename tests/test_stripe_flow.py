@@ -63,7 +63,9 @@ def _stripe_payments(account: StripeAccount, invoice_id: str) -> list[str]:
     return [payment.status for payment in listing.data]
 
 
-def test_declined_then_retried_then_recovered_by_a_new_card(stripe_account: StripeAccount, webhooks: Webhooks) -> None:
+def test_declined_then_retried_then_recovered_by_a_new_card(
+    stripe_account: StripeAccount, webhooks: Webhooks
+) -> None:
     # 1. A card that attached fine is declined when Stripe collects the invoice.
     customer, _, invoice = stripe_account.failed_invoice(card=cards.DECLINE_AFTER_ATTACH)
     # 2. The webhook opens the case (customer, card and invoice copied from Stripe).
@@ -123,7 +125,9 @@ def test_with_dunning_owning_retries_an_invoice_stripe_still_retries_is_not_char
     webhooks.deliver_new()
     case = DunningCase.objects.get()
     # Smart Retries were left on in Stripe: another attempt is planned there.
-    stripe_account.server.schedule_smart_retry(invoice.id, at=int((case.opened_at + timedelta(days=3)).timestamp()))
+    stripe_account.server.schedule_smart_retry(
+        invoice.id, at=int((case.opened_at + timedelta(days=3)).timestamp())
+    )
     payments_before = len(_stripe_payments(stripe_account, invoice.id))
     run_tick(now=case.opened_at + timedelta(days=2))
     retry = PaymentAttempt.objects.get(source=AttemptSource.RETRY)
