@@ -1,3 +1,3 @@
-"""Admin for the dunning engine: decline codes, policies, the case queue and attempts."""
+"""Admin for the dunning engine: decline codes, policies, the case queue, attempts, the Stripe inbox."""
 
-from dunning.admin import attempts, cases, declines, policies  # noqa: F401 - registers the ModelAdmins
+from dunning.admin import attempts, cases, declines, policies, stripe_events  # noqa: F401 - registers the ModelAdmins
