@@ -23,9 +23,9 @@ Every patch, and why (README "Running against a local Stripe-compatible server" 
    ``/finalize``, ``/mark_uncollectible``; ``/pay`` takes ``off_session`` and ``payment_method``, answers
    a decline with a 402 card error and emits ``invoice.payment_failed`` (or
    ``invoice.payment_action_required``); voiding an invoice that was never charged works; invoices get a
-   ``number``, ``amount_remaining`` and a ``next_payment_attempt`` that is null unless a test says Stripe
-   scheduled a Smart Retry (``POST /_config/invoices/{id}``). ``invoice.paid`` is emitted with
-   ``invoice.payment_succeeded``.
+   ``number``, ``amount_remaining``, an ``attempt_count`` that counts payment attempts (from 0), and a
+   ``next_payment_attempt`` that is null unless a test says Stripe scheduled a Smart Retry
+   (``POST /_config/invoices/{id}``). ``invoice.paid`` is emitted with ``invoice.payment_succeeded``.
 6. The pinned API version's invoice shape: invoices no longer carry ``payment_intent`` or ``charge``; their
    payments are listed by ``GET /v1/invoice_payments?invoice=…`` (API 2025-03-31 and later).
 7. Lists: PaymentIntents by ``customer`` and ``created``, invoices by ``status`` and ``created``, customers
@@ -281,8 +281,12 @@ def _invoice_create(
     pending = r.InvoiceItem._api_list_all(None, customer=customer, limit=99)._list
     if not pending:
         raise UserError(400, "Nothing to invoice for customer", {"code": "invoice_no_customer_line_items"})
-    # The constructor takes the pending items and emits invoice.created.
-    return cls(customer=customer, description=description, metadata=metadata)
+    # The constructor takes the pending items and emits invoice.created. Nothing was attempted yet
+    # (localstripe starts every invoice at attempt_count 1).
+    invoice = cls(customer=customer, description=description, metadata=metadata)
+    invoice.attempt_count = 0
+    invoice.attempted = False
+    return invoice
 
 
 _original_invoice_create = r.Invoice._api_create
