@@ -1,9 +1,11 @@
 """Payment methods at Stripe: new cards, card-updater changes, default changes; expiry reminders.
 
-A new or changed default method is stored and, when it is really new for the customer (created, new card
-details, or just made the default), the customer's open invoices in dunning are retried once at once and
-hard-declined cases resume (``customer_payment_method_updated``). Duplicated or replayed events find
-nothing changed and retry nothing.
+A new or changed default method is stored, hard-declined cases resume, and each open invoice in dunning is
+retried once, at once, on it (``customer_payment_method_updated``). "Once" is read from the attempts
+themselves: an invoice is owed a retry while it has no attempt on the default method since that method
+last changed. So a duplicated or replayed event retries nothing, a card-updater change (new expiry) earns
+one new try, and a retry that could not start because another charge of the invoice was in flight is
+still owed: the event waits (``EventDeferred``) and the sweep runs it again.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 from django.conf import settings
 
 from customers.actors import Actor
-from customers.models import Customer, PaymentMethod
+from customers.models import Customer, InvoiceStatus, PaymentMethod
 from dunning.gateways.stripe import StripeGateway
 from dunning.gateways.stripe_objects import (
     customer_default_method_id,
@@ -24,22 +26,47 @@ from dunning.gateways.stripe_objects import (
     method_details,
     timestamp,
 )
-from dunning.models import RecoveryChannel
+from dunning.models import IN_FLIGHT_STATUSES, CaseState, DunningCase, PaymentAttempt, RecoveryChannel
 from dunning.services import communication
+from dunning.services.retry_owner import gateway_owns_retries
 from dunning.services.staff import customer_payment_method_updated
-from dunning.services.stripe_sync.common import Outcome, ignored, processed
+from dunning.services.stripe_sync.common import EventDeferred, Outcome, ignored, processed
 from dunning.services.stripe_sync.records import stripe_payment_method_record
 
 REMINDER_30D, REMINDER_7D = "predunning_expiry_30d", "predunning_expiry_7d"
 
 
-def _retry_open_invoices(customer: Customer, actor: Actor, what: str) -> Outcome:
+def _owed_retries(customer: Customer, method: PaymentMethod) -> list[int]:
+    """Open invoices in dunning (ours to retry) with no attempt on ``method`` since it last changed."""
+    owed = []
+    cases = DunningCase.objects.filter(
+        customer=customer, state=CaseState.OPEN, invoice__status=InvoiceStatus.OPEN
+    ).select_related("invoice")
+    for case in cases:
+        invoice = case.invoice
+        if gateway_owns_retries(gateway=invoice.gateway, gateway_invoice_id=invoice.gateway_invoice_id):
+            continue
+        tried = PaymentAttempt.objects.filter(
+            invoice=invoice, payment_method=method, created_at__gte=method.updated_at
+        ).exists()
+        if not tried:
+            owed.append(invoice.pk)
+    return owed
+
+
+def _retry_if_owed(customer: Customer, method: PaymentMethod, actor: Actor, what: str) -> Outcome:
+    owed = _owed_retries(customer, method)
+    if not owed:
+        return processed(f"{what}; nothing to retry")
+    if PaymentAttempt.objects.filter(invoice_id__in=owed, status__in=IN_FLIGHT_STATUSES).exists():
+        raise EventDeferred("a charge of this invoice is in flight; the new method is tried after it")
     attempts = customer_payment_method_updated(
         customer_id=customer.pk, actor=actor, channel=RecoveryChannel.CARD_UPDATED
     )
-    if not attempts:
-        return processed(f"{what}; no open invoice to retry")
-    results = ", ".join(f"{a.invoice.number}: {a.status}" for a in attempts)
+    if _owed_retries(customer, method):
+        # Another charge started between our check and ours (a tick): try again once it has settled.
+        raise EventDeferred("a charge of this invoice started meanwhile; the new method is tried after it")
+    results = ", ".join(f"{a.invoice.number}: {a.status}" for a in attempts) or "nothing"
     return processed(f"{what}; retried at once: {results}")
 
 
@@ -58,11 +85,11 @@ def stripe_payment_method_changed(*, gateway: StripeGateway, payment_method_id: 
     stored, changed = stripe_payment_method_record(
         customer=customer, details=method_details(method), make_default=is_default, actor=actor
     )
-    if not changed:
-        return processed(f"payment method {stored} unchanged: nothing to do")
     if not is_default:
         return processed(f"stored {stored} (not the default at Stripe: nothing retried)")
-    return _retry_open_invoices(customer, actor, f"stored {stored} as the default")
+    return _retry_if_owed(
+        customer, stored, actor, f"{'stored' if changed else 'unchanged:'} {stored} (default)"
+    )
 
 
 def stripe_customer_default_changed(*, gateway: StripeGateway, customer_ref: str, actor: Actor) -> Outcome:
@@ -77,9 +104,9 @@ def stripe_customer_default_changed(*, gateway: StripeGateway, customer_ref: str
     stored, changed = stripe_payment_method_record(
         customer=customer, details=details, make_default=True, actor=actor
     )
-    if not changed:
-        return processed(f"{stored} was already the default here: nothing retried")
-    return _retry_open_invoices(customer, actor, f"{stored} is the new default")
+    return _retry_if_owed(
+        customer, stored, actor, f"{stored} {'is the new' if changed else 'was already the'} default"
+    )
 
 
 def _month_end(year: int, month: int) -> date:
