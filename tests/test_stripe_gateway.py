@@ -196,6 +196,12 @@ def test_network_errors_timeouts_and_5xx_are_retryable(stripe_account: StripeAcc
         StripeGateway().charge(ChargeRequest(**{**request.__dict__, "idempotency_key": "net-2"}))
     assert (error.value.retryable, error.value.code) == (True, "server_error")
 
+    # 409: the same key is still being processed at Stripe (our own timed-out try): maybe charged.
+    stripe_account.server.fault("/v1/payment_intents", "before", status=409)
+    with pytest.raises(GatewayError) as error:
+        StripeGateway().charge(ChargeRequest(**{**request.__dict__, "idempotency_key": "net-3"}))
+    assert (error.value.retryable, error.value.code) == (True, "conflict")
+
 
 def test_a_reused_key_with_other_parameters_is_an_unknown_outcome_not_a_decline(
     stripe_account: StripeAccount,

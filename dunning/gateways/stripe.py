@@ -108,6 +108,9 @@ def _gateway_error(exc: stripe.StripeError) -> GatewayError:
     if isinstance(exc, stripe.IdempotencyError):
         # The key was used before with other parameters: the first request may have charged.
         return GatewayError(f"Stripe idempotency error: {exc}", retryable=True, code="idempotency_error")
+    if status == 409:
+        # A request with this idempotency key is still running at Stripe (our own earlier try, timed out).
+        return GatewayError(f"Stripe conflict (409): {exc}", retryable=True, code="conflict")
     if status >= 500 or status == 0:
         return GatewayError(
             f"Stripe error {status or ''}: {exc}".strip(), retryable=True, code="server_error"
