@@ -192,3 +192,11 @@ def test_the_sweep_processes_events_whose_task_was_lost(stripe_account: StripeAc
     assert stripe_events_sweep() == {}  # too recent: its task may still be on its way
     counts = stripe_events_sweep(now=timezone.now() + timedelta(minutes=6))
     assert counts == {StripeEventStatus.IGNORED: 1}
+
+
+def test_the_endpoint_needs_no_csrf_token_stripe_signs_the_body_instead(
+    stripe_account: StripeAccount,
+) -> None:
+    strict = Client(enforce_csrf_checks=True)
+    assert deliver(strict, _unknown_event()).status_code == 200
+    assert deliver(strict, _unknown_event(), secret="whsec_wrong").status_code == 400
