@@ -46,8 +46,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
+import os
 import socket
 import sys
+import threading
 from typing import Any
 
 from localstripe import resources as r
@@ -201,8 +203,17 @@ def main() -> None:
     global _faults_and_idempotency
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when standard input closes (the test run that started it ended, even if it was killed)",
+    )
     args = parser.parse_args()
     from aiohttp import web
+
+    if args.exit_with_parent:
+        # A killed test run must not leave a server behind on a shared machine.
+        threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
