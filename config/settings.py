@@ -277,6 +277,30 @@ DUNNING_CLAIM_LEASE_SECONDS: int = env.int("DUNNING_CLAIM_LEASE_SECONDS", defaul
 DUNNING_PROCESSING_RETRY_MINUTES: int = env.int("DUNNING_PROCESSING_RETRY_MINUTES", default=60)
 # How often the scheduled tick runs (sync_schedules installs it).
 DUNNING_TICK_MINUTES: int = env.int("DUNNING_TICK_MINUTES", default=5)
+
+# --- Stripe (PAYMENT_GATEWAY=stripe) --------------------------------------------------------------------
+# Every one is documented in README.md ("Connecting a Stripe account").
+STRIPE_SECRET_KEY: str = env.str("STRIPE_SECRET_KEY", default="")
+# Signing secrets of the webhook endpoint; several (comma-separated) while a secret is being rolled.
+STRIPE_WEBHOOK_SECRET: list[str] = env.list("STRIPE_WEBHOOK_SECRET", default=[])
+# A Stripe-compatible server or proxy (tests run against localstripe); empty means api.stripe.com.
+STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
+# Pinned: the payloads the code reads are this version's. Bump it with the SDK, after reading the changelog.
+STRIPE_API_VERSION: str = env.str("STRIPE_API_VERSION", default="2026-10-28.endive")
+# Who retries failed invoices that Stripe issued: "dunning" (this application; turn Smart Retries off in
+# Stripe) or "stripe" (Smart Retries; this application only communicates and follows Stripe's outcome).
+STRIPE_RETRY_OWNER: str = env.str("STRIPE_RETRY_OWNER", default="dunning")
+# Webhooks signed longer ago than this are refused (replay protection), in seconds.
+STRIPE_WEBHOOK_TOLERANCE_SECONDS: int = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# One Stripe request's timeout, and how often the SDK retries network errors (always with the same
+# idempotency key, so a retried charge cannot charge twice).
+STRIPE_TIMEOUT_SECONDS: float = env.float("STRIPE_TIMEOUT_SECONDS", default=30.0)
+STRIPE_MAX_NETWORK_RETRIES: int = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# How often the scheduled reconciliation re-reads Stripe's events, and how far back it looks (Stripe keeps
+# undelivered events for 30 days).
+STRIPE_RECONCILE_MINUTES: int = env.int("STRIPE_RECONCILE_MINUTES", default=60)
+STRIPE_RECONCILE_LOOKBACK_HOURS: int = env.int("STRIPE_RECONCILE_LOOKBACK_HOURS", default=72)
+
 # Largest CSV the admin accepts for import; bigger files go through `manage.py import_accounts`.
 ACCOUNT_IMPORT_MAX_UPLOAD_MB: int = env.int("ACCOUNT_IMPORT_MAX_UPLOAD_MB", default=50)
 # django-import-export: importing and exporting need their own permissions (e.g. customers.import_customer),

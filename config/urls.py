@@ -22,4 +22,6 @@ urlpatterns = [
     path("anymail/", include("anymail.urls")),
     # The customers' payment-update page: /portal/<signed token>/ (dunning/portal/).
     path("portal/", include("dunning.portal.urls")),
+    # Stripe's webhook endpoint: /webhooks/stripe/.
+    path("", include("dunning.urls")),
 ]

@@ -6,8 +6,8 @@ from django.conf import settings
 
 
 def schedules() -> list[dict[str, object]]:
-    # A function, not a constant: the tick interval is a setting.
-    return [
+    # A function, not a constant: the tick interval and the gateway are settings.
+    wanted: list[dict[str, object]] = [
         {
             "name": "dunning: tick",
             "func": "dunning.tasks.run_dunning_tick",
@@ -15,3 +15,21 @@ def schedules() -> list[dict[str, object]]:
             "minutes": settings.DUNNING_TICK_MINUTES,
         }
     ]
+    if settings.PAYMENT_GATEWAY == "stripe":
+        wanted += [
+            {
+                # Missed webhooks and invoices Stripe settled without telling us.
+                "name": "dunning: reconcile with Stripe",
+                "func": "dunning.tasks.reconcile_stripe",
+                "schedule_type": "I",
+                "minutes": settings.STRIPE_RECONCILE_MINUTES,
+            },
+            {
+                # Stripe events whose processing task was lost, or that had to wait.
+                "name": "dunning: sweep the Stripe inbox",
+                "func": "dunning.tasks.sweep_stripe_events",
+                "schedule_type": "I",
+                "minutes": 5,
+            },
+        ]
+    return wanted

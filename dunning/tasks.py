@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from dunning.portal.services import portal_fresh_link_send
+from dunning.services.stripe_sync import stripe_event_process, stripe_events_sweep
+from dunning.services.stripe_sync.reconcile import stripe_reconcile_scheduled
 from dunning.services.tick import run_tick
 
 
@@ -14,3 +16,18 @@ def run_dunning_tick() -> str:
 def portal_send_fresh_link(email: str) -> int:
     """The portal's "send me a fresh link" form, after the response (so it answers alike for any address)."""
     return portal_fresh_link_send(email=email)
+
+
+def process_stripe_event(pk: int) -> str:
+    """One stored Stripe event, enqueued after the webhook's commit."""
+    return str(stripe_event_process(pk=pk) or "held by another worker or already processed")
+
+
+def sweep_stripe_events() -> str:
+    """Stripe events whose task was lost or that had to wait."""
+    return str(dict(stripe_events_sweep()))
+
+
+def reconcile_stripe() -> str:
+    """The scheduled reconciliation: missed webhooks and open invoices, read back from Stripe."""
+    return "\n".join(stripe_reconcile_scheduled().lines())

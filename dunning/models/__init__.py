@@ -21,6 +21,7 @@ from dunning.models.policies import (
     StepAction,
 )
 from dunning.models.portal import INITIAL_TOKEN_VERSION, PortalAccess
+from dunning.models.stripe import StripeEvent, StripeEventSource, StripeEventStatus
 
 __all__ = [
     "ACCESS_ENDING_ACTIONS",
@@ -46,5 +47,8 @@ __all__ = [
     "SimulatedCharge",
     "SimulatedGatewayRule",
     "StepAction",
+    "StripeEvent",
+    "StripeEventSource",
+    "StripeEventStatus",
     "attempt_idempotency_key",
 ]

@@ -30,7 +30,8 @@ from notifications.services import (
 @dataclass(frozen=True)
 class MessageIntent:
     customer_id: int
-    case_id: int
+    # None for messages outside any case (pre-dunning reminders): unique per customer and step instead.
+    case_id: int | None
     step_ref: str
     template_key: str
     invoice_id: int | None
