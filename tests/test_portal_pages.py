@@ -402,6 +402,10 @@ def test_the_filter_redacts_tokens_in_every_log_shape() -> None:
     assert redact_portal_tokens(
         "Referer: https://billing.example.com:8443/portal/abc:def/paid/ next=/portal/x"
     ) == ("Referer: https://billing.example.com:8443/portal/[redacted]/paid/ next=/portal/[redacted]")
+    # The banner embed API's short-lived token travels in the query string.
+    assert redact_portal_tokens('"GET /api/v1/banners/embed/?token=abc.def:ghi&x=1 HTTP/1.1" 200') == (
+        '"GET /api/v1/banners/embed/?token=[redacted]&x=1 HTTP/1.1" 200'
+    )
 
 
 def test_the_configured_logging_keeps_tokens_out_of_the_log() -> None:

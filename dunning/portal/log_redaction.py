@@ -22,9 +22,13 @@ PORTAL_TOKEN_IN_PATH = re.compile(
 REDACTED = r"\1[redacted]"
 
 
+# Other short-lived bearer tokens that travel in a query string (the banner embed API's ?token=...).
+TOKEN_IN_QUERY = re.compile(r"([?&]token=)[^&\s\"'#]+")
+
+
 def redact_portal_tokens(text: str) -> str:
-    """``"GET /portal/abc:def/pay/"`` -> ``"GET /portal/[redacted]/pay/"``."""
-    return PORTAL_TOKEN_IN_PATH.sub(REDACTED, text)
+    """``"GET /portal/abc:def/pay/"`` -> ``"GET /portal/[redacted]/pay/"``; ``?token=x`` -> ``?token=[redacted]``."""
+    return TOKEN_IN_QUERY.sub(r"\1[redacted]", PORTAL_TOKEN_IN_PATH.sub(REDACTED, text))
 
 
 class RedactPortalTokens(logging.Filter):
