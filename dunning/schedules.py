@@ -13,7 +13,13 @@ def schedules() -> list[dict[str, object]]:
             "func": "dunning.tasks.run_dunning_tick",
             "schedule_type": "I",  # every N minutes
             "minutes": settings.DUNNING_TICK_MINUTES,
-        }
+        },
+        {
+            # Pre-dunning: cards that expire within 30 days (and 7), before any charge fails.
+            "name": "dunning: remind expiring cards",
+            "func": "dunning.tasks.remind_expiring_cards",
+            "schedule_type": "D",  # daily
+        },
     ]
     if settings.PAYMENT_GATEWAY == "stripe":
         wanted += [

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
 from dunning.portal.services import portal_fresh_link_send
+from dunning.services.predunning import predunning_expiring_cards_remind
 from dunning.services.stripe_sync import stripe_event_process, stripe_events_sweep
 from dunning.services.stripe_sync.reconcile import stripe_reconcile_scheduled
 from dunning.services.tick import run_tick
+
+
+def remind_expiring_cards() -> str:
+    """Once a day: pre-dunning reminders for default cards that expire within 30 days."""
+    return str(dict(predunning_expiring_cards_remind(now=timezone.now())))
 
 
 def run_dunning_tick() -> str:

@@ -113,6 +113,15 @@ def portal_link_for(
     )
 
 
+def portal_links_for_customers(customer_ids: Sequence[int], *, source: str) -> dict[int, str]:
+    """A link per customer (not bound to an invoice), for a batch in one query."""
+    versions = token_versions(customer_ids)
+    return {
+        customer_id: portal_link_for(customer_id=customer_id, source=source, version=version)
+        for customer_id, version in versions.items()
+    }
+
+
 def portal_links_for_cases(cases: Sequence[DunningCase], *, source: str) -> dict[int, str]:
     """A link per case (bound to its invoice), for a whole tick batch in one query."""
     if not cases:

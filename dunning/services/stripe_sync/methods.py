@@ -27,12 +27,11 @@ from dunning.gateways.stripe_objects import (
 from dunning.models import IN_FLIGHT_STATUSES, CaseState, DunningCase, PaymentAttempt, RecoveryChannel
 from dunning.portal.tokens import portal_link_for
 from dunning.services import communication
+from dunning.services.predunning import REMINDER_7D, REMINDER_30D
 from dunning.services.retry_owner import gateway_owns_retries
 from dunning.services.staff import customer_payment_method_updated
 from dunning.services.stripe_sync.common import EventDeferred, Outcome, ignored, processed
 from dunning.services.stripe_sync.records import stripe_payment_method_record
-
-REMINDER_30D, REMINDER_7D = "predunning_expiry_30d", "predunning_expiry_7d"
 
 
 def _owed_retries(customer: Customer, method: PaymentMethod) -> list[int]:
@@ -153,6 +152,7 @@ def stripe_card_expiring(
     return _remind(
         customer=customer,
         step_ref=f"predunning:{details.gateway_payment_method_id}:{details.exp_year}-{details.exp_month:02d}",
+        # (the same message key as the daily scan in dunning.services.predunning: one reminder, not two)
         days_left=days_left,
         now=now,
     )
