@@ -192,10 +192,31 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Portal paths carry a bearer token: every handler replaces it by "[redacted]". Django's own loggers
+    # are routed through these handlers (its default debug-only console would print tokens as they are).
+    "filters": {
+        "redact_portal_tokens": {"()": "dunning.portal.log_redaction.RedactPortalTokens"},
+        "require_debug_false": {"()": "django.utils.log.RequireDebugFalse"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["redact_portal_tokens"],
+        },
+        "mail_admins": {
+            "level": "ERROR",
+            "class": "django.utils.log.AdminEmailHandler",
+            "filters": ["require_debug_false", "redact_portal_tokens"],
+        },
+    },
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        "django": {"handlers": ["mail_admins"], "level": "INFO"},
         "django.db.backends": {"level": "WARNING"},
+        # django-q logs every enqueued task at INFO; the cluster's own start and stop are enough.
+        "django-q": {"level": env.str("Q_LOG_LEVEL", default="WARNING")},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
     },
 }
 
@@ -256,12 +277,53 @@ DUNNING_CLAIM_LEASE_SECONDS: int = env.int("DUNNING_CLAIM_LEASE_SECONDS", defaul
 DUNNING_PROCESSING_RETRY_MINUTES: int = env.int("DUNNING_PROCESSING_RETRY_MINUTES", default=60)
 # How often the scheduled tick runs (sync_schedules installs it).
 DUNNING_TICK_MINUTES: int = env.int("DUNNING_TICK_MINUTES", default=5)
+
+# --- Stripe (PAYMENT_GATEWAY=stripe) --------------------------------------------------------------------
+# Every one is documented in README.md ("Connecting a Stripe account").
+STRIPE_SECRET_KEY: str = env.str("STRIPE_SECRET_KEY", default="")
+# Signing secrets of the webhook endpoint; several (comma-separated) while a secret is being rolled.
+STRIPE_WEBHOOK_SECRET: list[str] = env.list("STRIPE_WEBHOOK_SECRET", default=[])
+# A Stripe-compatible server or proxy (tests run against localstripe); empty means api.stripe.com.
+STRIPE_API_BASE: str = env.str("STRIPE_API_BASE", default="")
+# Pinned: the payloads the code reads are this version's. Bump it with the SDK, after reading the changelog.
+STRIPE_API_VERSION: str = env.str("STRIPE_API_VERSION", default="2026-10-28.endive")
+# Who retries failed invoices that Stripe issued: "dunning" (this application; turn Smart Retries off in
+# Stripe) or "stripe" (Smart Retries; this application only communicates and follows Stripe's outcome).
+STRIPE_RETRY_OWNER: str = env.str("STRIPE_RETRY_OWNER", default="dunning")
+# Webhooks signed longer ago than this are refused (replay protection), in seconds.
+STRIPE_WEBHOOK_TOLERANCE_SECONDS: int = env.int("STRIPE_WEBHOOK_TOLERANCE_SECONDS", default=300)
+# One Stripe request's timeout, and how often the SDK retries network errors (always with the same
+# idempotency key, so a retried charge cannot charge twice).
+STRIPE_TIMEOUT_SECONDS: float = env.float("STRIPE_TIMEOUT_SECONDS", default=30.0)
+STRIPE_MAX_NETWORK_RETRIES: int = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+# How often the scheduled reconciliation re-reads Stripe's events, and how far back it looks (Stripe keeps
+# undelivered events for 30 days).
+STRIPE_RECONCILE_MINUTES: int = env.int("STRIPE_RECONCILE_MINUTES", default=60)
+STRIPE_RECONCILE_LOOKBACK_HOURS: int = env.int("STRIPE_RECONCILE_LOOKBACK_HOURS", default=72)
+
 # Largest CSV the admin accepts for import; bigger files go through `manage.py import_accounts`.
 ACCOUNT_IMPORT_MAX_UPLOAD_MB: int = env.int("ACCOUNT_IMPORT_MAX_UPLOAD_MB", default=50)
 # django-import-export: importing and exporting need their own permissions (e.g. customers.import_customer),
 # for every model admin that offers them, not only the add/change permissions.
 IMPORT_EXPORT_IMPORT_PERMISSION_CODE = "import"
 IMPORT_EXPORT_EXPORT_PERMISSION_CODE = "export"
+
+# --- Payment portal (/portal/<token>/) ------------------------------------------------------------------
+# Documented in README.md ("Payment portal"). Links expire this many days after they were made; banner
+# links live longer because a banner stays up, with the same link, until its case's next banner step.
+PORTAL_LINK_MAX_AGE_DAYS: int = env.int("PORTAL_LINK_MAX_AGE_DAYS", default=14)
+PORTAL_BANNER_LINK_MAX_AGE_DAYS: int = env.int("PORTAL_BANNER_LINK_MAX_AGE_DAYS", default=30)
+# Rate limits on the portal's POSTs (per link and per client address) and on the "send me a fresh link"
+# form (per client address and per email address), each per window. Counters live in the cache: set
+# REDIS_URL so that every web process shares them.
+PORTAL_RATE_LIMIT_WINDOW_SECONDS: int = env.int("PORTAL_RATE_LIMIT_WINDOW_SECONDS", default=900)
+PORTAL_POSTS_PER_LINK: int = env.int("PORTAL_POSTS_PER_LINK", default=10)
+PORTAL_POSTS_PER_IP: int = env.int("PORTAL_POSTS_PER_IP", default=30)
+PORTAL_FRESH_LINKS_PER_IP: int = env.int("PORTAL_FRESH_LINKS_PER_IP", default=5)
+PORTAL_FRESH_LINKS_PER_ADDRESS: int = env.int("PORTAL_FRESH_LINKS_PER_ADDRESS", default=3)
+# Behind N reverse proxies that each append to X-Forwarded-For, the client address is the N-th entry from
+# the right; 0 uses the connection's address (REMOTE_ADDR).
+PORTAL_TRUSTED_PROXIES: int = env.int("PORTAL_TRUSTED_PROXIES", default=0)
 
 # --- Reporting ------------------------------------------------------------------------------------------
 # Every one is documented in README.md ("Reporting").

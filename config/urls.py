@@ -22,4 +22,8 @@ urlpatterns = [
     # Banner API (/api/v1/banners/...) and the email provider's tracking webhooks.
     path("", include("notifications.urls")),
     path("anymail/", include("anymail.urls")),
+    # The customers' payment-update page: /portal/<signed token>/ (dunning/portal/).
+    path("portal/", include("dunning.portal.urls")),
+    # Stripe's webhook endpoint: /webhooks/stripe/.
+    path("", include("dunning.urls")),
 ]

@@ -18,7 +18,12 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from customers.admin_csv import AccountCsvAdminMixin
-from customers.admin_tools import IndexedValuesFilter, LargeTableAdminMixin, admin_change_url
+from customers.admin_tools import (
+    IndexedValuesFilter,
+    LargeTableAdminMixin,
+    ReadOnlyAdminMixin,
+    admin_change_url,
+)
 from customers.currencies import minor_unit_exponent
 from customers.models import (
     AuditEvent,
@@ -345,7 +350,7 @@ class PaymentMethodAdmin(LargeTableAdminMixin, admin.ModelAdmin):
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = ["occurred_at", "action", "actor", "customer", "invoice", "reason"]
     list_select_related = ["customer", "invoice"]
     list_filter = ["actor_type"]
@@ -360,12 +365,3 @@ class AuditEventAdmin(LargeTableAdminMixin, admin.ModelAdmin):
             if event.actor_label
             else event.actor_type
         )
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False

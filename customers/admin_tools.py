@@ -127,6 +127,20 @@ def distinct_values_by_index(queryset: QuerySet[Any], field_name: str) -> list[s
         return [row[0] for row in cursor.fetchall()]
 
 
+class ReadOnlyAdminMixin:
+    """For append-only records (audit rows, attempts) and rows only services may change (cases): the admin
+    shows them and offers actions, but never adds, edits or deletes them itself."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 class IndexedValuesFilter(admin.SimpleListFilter):
     """A list filter whose choices are the distinct values of an indexed column, read by skip scan.
 

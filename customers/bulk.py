@@ -15,6 +15,7 @@ statement per batch instead:
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
@@ -28,6 +29,8 @@ MAX_SQLITE_PARAMS = 30_000
 def _json_default(value: object) -> object:
     if isinstance(value, datetime | date):
         return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
     raise TypeError(f"cannot send {type(value).__name__} in a bulk statement")
 
 

@@ -39,6 +39,7 @@ class Customer(models.Model):
     email = models.EmailField(max_length=254, blank=True)
     company = models.CharField(max_length=200, blank=True)
     segment = models.SlugField(
+        db_index=False,  # customer_segment_idx below; a SlugField's own index adds a second, LIKE one
         max_length=50,
         blank=True,
         help_text="Free-form segment used by policy matching, e.g. smb, enterprise.",
@@ -53,7 +54,7 @@ class Customer(models.Model):
         validators=[validate_time_zone],
         help_text="IANA name, e.g. Europe/Paris.",
     )
-    gateway_customer_id = models.CharField(max_length=100, blank=True, db_index=True)
+    gateway_customer_id = models.CharField(max_length=100, blank=True)
     entitlement_state = models.CharField(
         max_length=16, choices=EntitlementState.choices, default=EntitlementState.ACTIVE
     )
@@ -79,6 +80,7 @@ class Customer(models.Model):
             models.Index(fields=["entitlement_state"], name="customer_entitlement_idx"),
             models.Index(fields=["segment"], name="customer_segment_idx"),
             models.Index(fields=["currency"], name="customer_currency_idx"),
+            models.Index(fields=["gateway_customer_id"], name="customer_gateway_id_idx"),
         ]
 
     def __str__(self) -> str:
@@ -126,7 +128,7 @@ class PaymentMethod(models.Model):
     )
     exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
     exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
-    gateway_payment_method_id = models.CharField(max_length=100, blank=True, db_index=True)
+    gateway_payment_method_id = models.CharField(max_length=100, blank=True)
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
@@ -137,6 +139,13 @@ class PaymentMethod(models.Model):
             models.UniqueConstraint(
                 fields=["customer"], condition=Q(is_default=True), name="payment_method_one_default"
             ),
+            # The gateway's id names one method: a webhook and a portal return recording the same card at
+            # the same moment must not make two rows.
+            models.UniqueConstraint(
+                fields=["customer", "gateway_payment_method_id"],
+                condition=~Q(gateway_payment_method_id=""),
+                name="payment_method_gateway_id_unique",
+            ),
             models.CheckConstraint(
                 condition=Q(type__in=PaymentMethodType.values), name="payment_method_type_valid"
             ),
@@ -145,6 +154,7 @@ class PaymentMethod(models.Model):
                 name="payment_method_exp_month_range",
             ),
         ]
+        indexes = [models.Index(fields=["gateway_payment_method_id"], name="payment_method_gateway_id_idx")]
 
     def __str__(self) -> str:
         label = self.brand.title() if self.brand else self.get_type_display()
@@ -253,26 +263,49 @@ class ActorType(models.TextChoices):
     CUSTOMER = "customer", "Customer"
 
 
-class AuditEvent(models.Model):
+class ActorStamped(models.Model):
+    """Who or what made a change: the columns every event table shares (filled from ``Actor.audit_fields``)."""
+
+    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        db_index=False,
+    )
+    actor_label = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        abstract = True
+
+
+class AuditEvent(ActorStamped):
     """Who or what changed an account, when and why. Append-only; services write it, nothing edits it."""
 
     occurred_at = models.DateTimeField(default=timezone.now, db_index=True)
-    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
-    actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    actor_label = models.CharField(max_length=150, blank=True)
     action = models.CharField(max_length=64)
     customer = models.ForeignKey(
-        Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events"
+        Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="audit_events", db_index=False
     )
-    invoice = models.ForeignKey(Invoice, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
+    invoice = models.ForeignKey(
+        Invoice, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     reason = models.TextField(blank=True)
     details = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
-        indexes = [models.Index(fields=["customer", "-occurred_at"], name="audit_customer_time_idx")]
+        # The audit log takes a row per change of anything: few indexes, and partial ones where most rows
+        # have no value (system changes have no user, account changes no invoice).
+        indexes = [
+            models.Index(fields=["customer", "-occurred_at"], name="audit_customer_time_idx"),
+            models.Index(fields=["invoice"], condition=Q(invoice__isnull=False), name="audit_invoice_idx"),
+            models.Index(
+                fields=["actor_user"], condition=Q(actor_user__isnull=False), name="audit_staff_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.action} by {self.actor_label or self.actor_type}"

@@ -289,16 +289,25 @@ def payment_method_save(
         method = method or PaymentMethod(
             customer=customer, gateway_payment_method_id=gateway_payment_method_id
         )
-        method.type, method.brand, method.last4 = type, brand, last4
-        method.exp_month, method.exp_year = exp_month, exp_year
-        method.full_clean(exclude=["customer", "is_default"])
-        method.save()
-        audit_record(
-            actor=actor,
-            action="payment_method.added" if created else "payment_method.updated",
-            customer=customer,
-            details={"payment_method_id": method.pk, "brand": brand, "last4": last4},
-        )
+        wanted = {"type": type, "brand": brand, "last4": last4, "exp_month": exp_month, "exp_year": exp_year}
+        changed = {name: value for name, value in wanted.items() if getattr(method, name) != value}
+        if created or changed:
+            for name, value in wanted.items():
+                setattr(method, name, value)
+            method.full_clean(exclude=["customer", "is_default"])
+            method.save()
+            # A replayed webhook or a repeated confirmation records nothing: only real changes are audited.
+            audit_record(
+                actor=actor,
+                action="payment_method.added" if created else "payment_method.updated",
+                customer=customer,
+                details={
+                    "payment_method_id": method.pk,
+                    "brand": brand,
+                    "last4": last4,
+                    "changed": sorted(changed),
+                },
+            )
         if make_default and not method.is_default:
             payment_method_set_default(payment_method=method, actor=actor)
     return method, created

@@ -13,3 +13,5 @@ class DunningConfig(AppConfig):
         from notifications.guards import register_send_guard
 
         register_send_guard(case_still_active, prefetch=prefetch_case_states)
+        # System checks of the gateway settings (dunning.E001…).
+        from dunning import checks  # noqa: F401

@@ -6,12 +6,36 @@ from django.conf import settings
 
 
 def schedules() -> list[dict[str, object]]:
-    # A function, not a constant: the tick interval is a setting.
-    return [
+    # A function, not a constant: the tick interval and the gateway are settings.
+    wanted: list[dict[str, object]] = [
         {
             "name": "dunning: tick",
             "func": "dunning.tasks.run_dunning_tick",
             "schedule_type": "I",  # every N minutes
             "minutes": settings.DUNNING_TICK_MINUTES,
-        }
+        },
+        {
+            # Pre-dunning: cards that expire within 30 days (and 7), before any charge fails.
+            "name": "dunning: remind expiring cards",
+            "func": "dunning.tasks.remind_expiring_cards",
+            "schedule_type": "D",  # daily
+        },
     ]
+    if settings.PAYMENT_GATEWAY == "stripe":
+        wanted += [
+            {
+                # Missed webhooks and invoices Stripe settled without telling us.
+                "name": "dunning: reconcile with Stripe",
+                "func": "dunning.tasks.reconcile_stripe",
+                "schedule_type": "I",
+                "minutes": settings.STRIPE_RECONCILE_MINUTES,
+            },
+            {
+                # Stripe events whose processing task was lost, or that had to wait.
+                "name": "dunning: sweep the Stripe inbox",
+                "func": "dunning.tasks.sweep_stripe_events",
+                "schedule_type": "I",
+                "minutes": 5,
+            },
+        ]
+    return wanted

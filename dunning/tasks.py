@@ -2,9 +2,40 @@
 
 from __future__ import annotations
 
+from django.utils import timezone
+
+from dunning.portal.services import portal_fresh_link_send
+from dunning.services.predunning import predunning_expiring_cards_remind
+from dunning.services.stripe_sync import stripe_event_process, stripe_events_sweep
+from dunning.services.stripe_sync.reconcile import stripe_reconcile_scheduled
 from dunning.services.tick import run_tick
+
+
+def remind_expiring_cards() -> str:
+    """Once a day: pre-dunning reminders for default cards that expire within 30 days."""
+    return str(dict(predunning_expiring_cards_remind(now=timezone.now())))
 
 
 def run_dunning_tick() -> str:
     """The scheduled tick. Business retries live in our tables, so a missed run simply runs later."""
     return "\n".join(run_tick().lines())
+
+
+def portal_send_fresh_link(email: str) -> int:
+    """The portal's "send me a fresh link" form, after the response (so it answers alike for any address)."""
+    return portal_fresh_link_send(email=email)
+
+
+def process_stripe_event(pk: int) -> str:
+    """One stored Stripe event, enqueued after the webhook's commit."""
+    return str(stripe_event_process(pk=pk) or "held by another worker or already processed")
+
+
+def sweep_stripe_events() -> str:
+    """Stripe events whose task was lost or that had to wait."""
+    return str(dict(stripe_events_sweep()))
+
+
+def reconcile_stripe() -> str:
+    """The scheduled reconciliation: missed webhooks and open invoices, read back from Stripe."""
+    return "\n".join(stripe_reconcile_scheduled().lines())

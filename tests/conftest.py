@@ -45,5 +45,41 @@ def dunning_seeds(django_db_blocker: object) -> None:
 
     if not DeclineCode.objects.exists():
         importlib.import_module("dunning.migrations.0002_seed_decline_codes").seed(apps, None)
+        importlib.import_module("dunning.migrations.0008_stripe_events").seed(apps, None)
     if not DunningPolicy.objects.filter(name="Default").exists():
         importlib.import_module("dunning.migrations.0003_default_policy").create(apps, None)
+
+
+@pytest.fixture(scope="session")
+def localstripe():  # type: ignore[no-untyped-def]
+    """The patched localstripe server, started once per run on a free port. Never skipped: if it cannot
+    start, every Stripe test fails with the reason (CI installs it with the dev extra)."""
+    from tests.support.localstripe import LocalStripe
+
+    server = LocalStripe().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def stripe_account(localstripe, settings):  # type: ignore[no-untyped-def]
+    """A fresh Stripe test account, and settings that point the application at it (PAYMENT_GATEWAY=stripe).
+
+    Each test gets its own idempotency prefix: attempt ids repeat after rollbacks (SQLite), and Stripe would
+    replay another test's answer for a repeated key, exactly as it would for two installations sharing an
+    account without distinct prefixes.
+    """
+    import uuid
+
+    from tests.support.localstripe import TEST_SECRET_KEY
+    from tests.support.stripe_account import WEBHOOK_SECRET, StripeAccount
+
+    localstripe.reset()
+    settings.PAYMENT_GATEWAY = "stripe"
+    settings.STRIPE_SECRET_KEY = TEST_SECRET_KEY
+    settings.STRIPE_API_BASE = localstripe.base_url
+    settings.STRIPE_WEBHOOK_SECRET = [WEBHOOK_SECRET]
+    settings.STRIPE_MAX_NETWORK_RETRIES = 0
+    settings.STRIPE_TIMEOUT_SECONDS = 5.0
+    settings.DUNNING_IDEMPOTENCY_PREFIX = f"t{uuid.uuid4().hex[:12]}"
+    return StripeAccount(localstripe)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,6 +11,7 @@ from django.core import mail
 from customers.models import InvoiceStatus
 from customers.services import invoice_close
 from dunning.models import CaseState
+from dunning.portal.tokens import portal_token_read
 from dunning.services.staff import case_cancel
 from dunning.services.tick import run_tick
 from notifications.models import Banner, Notification, NotificationStatus, StaffTask, WebhookDelivery
@@ -34,7 +36,16 @@ def test_day_zero_queues_the_friendly_email_to_billing_contacts_and_shows_a_bann
     assert "€49.00" in email.body_text
     banner = Banner.objects.get(case_ref=case.pk)
     assert "€49.00" in banner.message
-    assert banner.cta_url.endswith("/portal/")
+    # Each carries its own signed link to the portal, bound to the invoice: the banner's credits a payment
+    # to the banner, the email's to the email.
+    banner_link = portal_token_read(banner.cta_url.split("/portal/")[1].rstrip("/"))
+    assert (banner_link.customer_id, banner_link.invoice_id, banner_link.source) == (
+        invoice.customer_id,
+        invoice.pk,
+        "banner",
+    )
+    email_token = re.search(r"/portal/([^/\s]+)/", email.body_text).group(1)  # type: ignore[union-attr]
+    assert portal_token_read(email_token).source == "email"
 
 
 def test_paid_between_queueing_and_sending_means_nothing_is_sent() -> None:
@@ -117,3 +128,24 @@ def test_escalate_steps_create_a_staff_task() -> None:
         moment += timedelta(hours=6)
     task = StaffTask.objects.get(case_ref=case.pk)
     assert case.invoice.number in task.title
+
+
+def test_a_portal_payment_gets_its_receipt_at_once_even_in_quiet_hours(settings) -> None:  # type: ignore[no-untyped-def]
+    from django.utils import timezone
+
+    from dunning.models import AttemptSource, RecoveryChannel
+    from dunning.services.charging import attempt_charge
+
+    hour = timezone.now().hour  # the customer is in UTC below: make "now" quiet
+    settings.NOTIFICATIONS_QUIET_HOURS_START, settings.NOTIFICATIONS_QUIET_HOURS_END = hour, (hour + 2) % 24
+    _, silent_invoice, _ = failed_invoice(card="pm_sim_4242424242424242", time_zone="UTC")
+    case, invoice, _ = failed_invoice(card="pm_sim_4242424242424242", time_zone="UTC")
+    attempt_charge(
+        invoice=invoice, source=AttemptSource.PORTAL, actor=TEST_ACTOR, channel=RecoveryChannel.EMAIL_PORTAL
+    )
+    receipt = Notification.objects.get(case_ref=case.pk, template_key="recovered")
+    assert receipt.send_after <= timezone.now()
+    # A silent retry's receipt still waits for the morning.
+    attempt_charge(invoice=silent_invoice, source=AttemptSource.STAFF, actor=TEST_ACTOR)
+    delayed = Notification.objects.get(invoice=silent_invoice, template_key="recovered")
+    assert delayed.send_after > timezone.now()

@@ -138,3 +138,11 @@ def test_processing_errors_are_retried_soon_within_the_cap() -> None:
     capped = snapshot(next_step_index=1, retry_count=3)
     plan = plan_case(RULES, capped, now)
     assert after_failed_retry(RULES, capped, plan, category="processing", now=now, soon=soon)[0] == 2
+
+
+def test_retries_are_skipped_when_the_gateway_owns_them_but_communication_goes_on() -> None:
+    plan = plan_case(RULES, snapshot(gateway_owns_retries=True), OPENED + timedelta(days=5))
+    assert plan.retry_step is None
+    assert [index for index, _ in plan.skipped] == [1, 3]
+    assert all("Smart Retries" in reason for _, reason in plan.skipped)
+    assert plan.run == [0, 2]

@@ -371,3 +371,23 @@ def test_the_tick_runs_a_constant_number_of_queries_for_n_and_2n_cases() -> None
     small = queries_for(3, OPENED)
     large = queries_for(6, OPENED + timedelta(days=40))
     assert small == large
+
+
+def test_no_retry_starts_once_another_charge_of_the_invoice_succeeded() -> None:
+    """A charge that succeeded by another route (portal, staff) after the tick read the invoice as open."""
+    case, invoice, method = failed_invoice(card="pm_sim_4242424242424242", failed_at=OPENED)
+    run_tick(now=OPENED + timedelta(hours=1))
+    PaymentAttempt.objects.create(
+        invoice=invoice,
+        case=case,
+        payment_method=method,
+        number=2,
+        source=AttemptSource.PORTAL,
+        status=AttemptStatus.SUCCEEDED,
+        amount_minor=invoice.amount_due_minor,
+        currency=invoice.currency,
+        gateway="simulated",
+    )
+    summary = run_tick(now=OPENED + timedelta(days=1))
+    assert summary.counts["retry.deferred_in_flight"] == 1
+    assert not SimulatedCharge.objects.exists()

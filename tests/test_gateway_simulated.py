@@ -144,3 +144,45 @@ def test_the_test_card_form_keeps_only_the_last_four_digits() -> None:
         SimulatedGateway(ledger="memory", rules=[]).tokenize_test_card(
             number="4242x", exp_month=1, exp_year=2030
         )
+
+
+def test_the_token_bucket_limits_requests_per_second() -> None:
+    from dunning.gateways.ratelimit import TokenBucket
+
+    bucket = TokenBucket(rate=50, burst=1)
+    started = time.perf_counter()
+    for _ in range(11):
+        bucket.acquire()
+    # One token at once, then one every 20 ms: ten more take at least 0.2 s.
+    assert time.perf_counter() - started >= 0.19
+    with pytest.raises(ValueError):
+        TokenBucket(rate=0)
+
+
+def test_the_tick_pool_charges_several_requests_at_once_but_never_more_than_its_size() -> None:
+    import threading
+
+    from dunning.services.charging import call_gateway
+
+    class Counting(SimulatedGateway):
+        def __init__(self) -> None:
+            super().__init__(ledger="memory", latency_ms=30, rules=[])
+            self.active = self.peak = 0
+            self.lock = threading.Lock()
+
+        def charge(self, request):  # type: ignore[no-untyped-def]
+            with self.lock:
+                self.active += 1
+                self.peak = max(self.peak, self.active)
+            try:
+                return super().charge(request)
+            finally:
+                with self.lock:
+                    self.active -= 1
+
+    _MemoryLedger.reset()
+    gateway = Counting()
+    results = call_gateway(gateway, [(n, request(f"pool-{n}")) for n in range(20)], concurrency=4)
+    assert sorted(results) == list(range(20))
+    assert all(result.succeeded for result in results.values())
+    assert gateway.peak == 4

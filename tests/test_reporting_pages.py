@@ -96,6 +96,7 @@ def test_customer_and_case_pages_link_to_their_reports(admin_client, known) -> N
     customer, case = known.customers["A"], known.cases[1]
     page = admin_client.get(reverse("admin:customers_customer_change", args=[customer.pk])).content.decode()
     assert reverse("reporting:customer", args=[customer.pk]) in page
+    assert "Portal link" in page  # the portal's own button is still there
     page = admin_client.get(reverse("admin:dunning_dunningcase_change", args=[case.pk])).content.decode()
     assert reverse("reporting:case", args=[case.pk]) in page
     assert "Payment attempts" in page  # dunning's own case page is still there, extended

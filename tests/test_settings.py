@@ -33,9 +33,36 @@ def test_check_deploy_is_clean_under_production_settings(tmp_path: Path) -> None
         DJANGO_SECRET_KEY="x" * 20 + "a-long-random-production-secret-key-value-1234567890",
         DJANGO_ALLOWED_HOSTS="billing.example.com",
         DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        PAYMENT_GATEWAY="stripe",
+        STRIPE_SECRET_KEY="sk_live_not_a_real_key_0123456789",
+        STRIPE_WEBHOOK_SECRET="whsec_not_a_real_secret",
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "System check identified no issues" in result.stdout
+
+
+def test_check_deploy_refuses_the_simulated_gateway_in_production(tmp_path: Path) -> None:
+    result = _manage(
+        "check",
+        "--deploy",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="x" * 20 + "a-long-random-production-secret-key-value-1234567890",
+        DJANGO_ALLOWED_HOSTS="billing.example.com",
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        PAYMENT_GATEWAY="simulated",
+    )
+    assert result.returncode != 0
+    assert "dunning.E003" in result.stderr
+    # A plain `check` (the test suite, `make run` in debug) does not report it: it is a deployment concern.
+    plain = _manage(
+        "check",
+        DJANGO_DEBUG="false",
+        DJANGO_SECRET_KEY="x" * 70,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        PAYMENT_GATEWAY="simulated",
+    )
+    assert plain.returncode == 0, plain.stderr
+    assert "dunning.E003" not in plain.stdout + plain.stderr
 
 
 def test_production_refuses_to_start_without_a_secret_key() -> None:

@@ -17,6 +17,24 @@ from customers.models import Contact, ContactRole, Customer, Invoice, InvoiceSta
 EXPORT_CHUNK_ROWS = 5000
 
 
+# Text columns get the same spreadsheet-formula escaping as ``columns.escape_cell``, done by PostgreSQL.
+_ESCAPED_COLUMNS = (
+    "external_id",
+    "name",
+    "email",
+    "company",
+    "segment",
+    "currency",
+    "locale",
+    "time_zone",
+    "billing_name",
+    "billing_email",
+    "default_method__type",
+    "default_method__brand",
+    "default_method__last4",
+)
+
+
 def account_export_rows(*, queryset: QuerySet[Customer]) -> Iterator[tuple[Any, ...]]:
     """Raw values for each customer of ``queryset``, ordered by ``external_id``, streamed in chunks."""
     return account_export_queryset(queryset=queryset).iterator(chunk_size=EXPORT_CHUNK_ROWS)
@@ -49,43 +67,13 @@ def account_export_queryset(*, queryset: QuerySet[Customer]) -> QuerySet[Custome
             oldest_due=Subquery(open_invoices.order_by("due_at").values("due_at")[:1]),
         )
         .values_list(
-            "external_id",
-            "name",
-            "email",
-            "company",
-            "segment",
-            "currency",
-            "locale",
-            "time_zone",
-            "billing_name",
-            "billing_email",
-            "default_method__type",
-            "default_method__brand",
-            "default_method__last4",
+            *_ESCAPED_COLUMNS,
             "default_method__exp_month",
             "default_method__exp_year",
             "open_balance",
             "oldest_due",
         )
     )
-
-
-# Text columns get the same spreadsheet-formula escaping as ``columns.escape_cell``, done by PostgreSQL.
-_ESCAPED_COLUMNS = (
-    "external_id",
-    "name",
-    "email",
-    "company",
-    "segment",
-    "currency",
-    "locale",
-    "time_zone",
-    "billing_name",
-    "billing_email",
-    "default_method__type",
-    "default_method__brand",
-    "default_method__last4",
-)
 
 
 def _escaped(column: str) -> str:

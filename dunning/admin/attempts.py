@@ -1,18 +1,15 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
-from django.http import HttpRequest
 from django.utils.html import format_html
 
-from customers.admin_tools import LargeTableAdminMixin, admin_change_url
+from customers.admin_tools import LargeTableAdminMixin, ReadOnlyAdminMixin, admin_change_url
 from customers.money import format_money
 from dunning.models import PaymentAttempt, SimulatedGatewayRule
 
 
 @admin.register(PaymentAttempt)
-class PaymentAttemptAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+class PaymentAttemptAdmin(ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "invoice_link",
@@ -37,15 +34,6 @@ class PaymentAttemptAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     @admin.display(description="Amount", ordering="amount_minor")
     def amount(self, attempt: PaymentAttempt) -> str:
         return format_money(attempt.amount_minor, attempt.currency)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(SimulatedGatewayRule)

@@ -17,10 +17,11 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from customers.actors import Actor
-from customers.admin_tools import LargeTableAdminMixin, admin_change_url
+from customers.admin_tools import LargeTableAdminMixin, ReadOnlyAdminMixin, admin_change_url
 from customers.currencies import MINOR_UNIT_EXPONENTS
 from customers.money import format_money
 from dunning import state as machine
+from dunning.admin.portal import PortalCaseActionsMixin
 from dunning.models import DunningCase, DunningPolicy
 from dunning.selectors import case_timeline
 from dunning.services import staff
@@ -152,7 +153,7 @@ class PolicyFilter(admin.SimpleListFilter):
 
 
 @admin.register(DunningCase)
-class DunningCaseAdmin(LargeTableAdminMixin, admin.ModelAdmin):
+class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "id",
         "customer_link",
@@ -179,7 +180,7 @@ class DunningCaseAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     search_help_text = "Exact invoice number or customer external id."
     ordering = ["next_action_at", "id"]
     date_hierarchy = "opened_at"
-    actions = ["pause_selected", "resume_selected"]
+    actions = ["pause_selected", "resume_selected", "copy_portal_links", "email_portal_links"]
     readonly_fields = [
         "customer",
         "invoice",
@@ -199,15 +200,6 @@ class DunningCaseAdmin(LargeTableAdminMixin, admin.ModelAdmin):
         "closed_at",
     ]
     fields = readonly_fields
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False  # cases change only through the actions below, which audit every change
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
     @admin.display(description="Customer", ordering="customer__name")
     def customer_link(self, case: DunningCase) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -56,6 +57,10 @@ class TruthQuery:
     gateway_invoice_ref: str = ""
     amount_minor: int = 0
     currency: str = ""
+    # Where to look when the gateway never told us a reference: the customer charged, and when the attempt
+    # started (a gateway lists that customer's payments since then and matches the idempotency key).
+    customer_ref: str = ""
+    started_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -198,6 +198,9 @@ class SimulatedGateway(PaymentGateway):
     def charge(self, request: ChargeRequest) -> ChargeResult:
         with self._calls_lock:
             self.calls.append(request)
+        if not request.payment_method_ref:
+            # As a real processor: nothing to charge, and nothing charged.
+            raise GatewayError("no payment method to charge", retryable=False, code="gateway_error")
         customer = request.metadata.get("customer") or request.customer_ref
         rule = self._rule_for(customer)
         latency = (rule.latency_ms if rule and rule.latency_ms else self.latency_ms) / 1000

@@ -20,10 +20,13 @@ from dunning.models.policies import (
     PolicyVersion,
     StepAction,
 )
+from dunning.models.portal import INITIAL_TOKEN_VERSION, PortalAccess
+from dunning.models.stripe import StripeEvent, StripeEventSource, StripeEventStatus
 
 __all__ = [
     "ACCESS_ENDING_ACTIONS",
     "COMMUNICATION_ACTIONS",
+    "INITIAL_TOKEN_VERSION",
     "IN_FLIGHT_STATUSES",
     "INVOICE_ENDING_ACTIONS",
     "RETRYABLE_CATEGORIES",
@@ -39,9 +42,13 @@ __all__ = [
     "PaymentAttempt",
     "PolicyStep",
     "PolicyVersion",
+    "PortalAccess",
     "RecoveryChannel",
     "SimulatedCharge",
     "SimulatedGatewayRule",
     "StepAction",
+    "StripeEvent",
+    "StripeEventSource",
+    "StripeEventStatus",
     "attempt_idempotency_key",
 ]

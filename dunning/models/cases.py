@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from customers.models import ActorType, Customer, Invoice, PaymentMethod
+from customers.models import ActorStamped, Customer, Invoice, PaymentMethod
 from dunning.models.declines import DeclineCategory
 from dunning.models.policies import PolicyVersion
 
@@ -35,7 +34,10 @@ class RecoveryChannel(models.TextChoices):
 
 class DunningCase(models.Model):
     invoice = models.OneToOneField(Invoice, on_delete=models.PROTECT, related_name="dunning_case")
-    customer = models.ForeignKey(Customer, on_delete=models.PROTECT, related_name="dunning_cases")
+    # Indexed by case_customer_state_idx (customer, state) below.
+    customer = models.ForeignKey(
+        Customer, on_delete=models.PROTECT, related_name="dunning_cases", db_index=False
+    )
     policy_version = models.ForeignKey(PolicyVersion, on_delete=models.PROTECT, related_name="cases")
     state = models.CharField(max_length=16, choices=CaseState.choices, default=CaseState.OPEN)
     amount_minor = models.BigIntegerField(help_text="Amount due when the case opened, in minor units.")
@@ -53,7 +55,7 @@ class DunningCase(models.Model):
     # Work claims: a tick leases the case until this time; an expired lease may be taken over.
     claimed_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(
-        max_length=32, blank=True, db_default="", db_index=True, help_text="Which tick batch holds the claim."
+        max_length=32, blank=True, db_default="", help_text="Which tick batch holds the claim."
     )
     # The latest decline.
     decline_code = models.CharField(max_length=64, blank=True)
@@ -64,6 +66,7 @@ class DunningCase(models.Model):
         blank=True,
         on_delete=models.SET_NULL,
         related_name="+",
+        db_index=False,
         help_text="Hard or fraud decline: never retried on this method; retries resume when it changes.",
     )
     needs_staff_review = models.BooleanField(default=False, help_text="Set on fraud declines.")
@@ -103,6 +106,16 @@ class DunningCase(models.Model):
             ),
             models.Index(fields=["state", "-opened_at"], name="case_state_opened_idx"),
             models.Index(fields=["customer", "state"], name="case_customer_state_idx"),
+            # Partial indexes: only the few claimed or hard-declined rows are in them, so the many
+            # updates of other cases never touch them.
+            models.Index(
+                fields=["claim_token"], condition=Q(claimed_until__isnull=False), name="case_claim_idx"
+            ),
+            models.Index(
+                fields=["hard_declined_payment_method"],
+                condition=Q(hard_declined_payment_method__isnull=False),
+                name="case_hard_declined_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -137,17 +150,12 @@ class CaseEventKind(models.TextChoices):
     NOTE = "note", "Staff note"
 
 
-class CaseEvent(models.Model):
+class CaseEvent(ActorStamped):
     """The case timeline. Append-only: every change to a case writes one."""
 
-    case = models.ForeignKey(DunningCase, on_delete=models.CASCADE, related_name="events")
+    case = models.ForeignKey(DunningCase, on_delete=models.CASCADE, related_name="events", db_index=False)
     occurred_at = models.DateTimeField(default=timezone.now)
     kind = models.CharField(max_length=24, choices=CaseEventKind.choices)
-    actor_type = models.CharField(max_length=16, choices=ActorType.choices)
-    actor_user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
-    )
-    actor_label = models.CharField(max_length=150, blank=True)
     from_state = models.CharField(max_length=16, blank=True)
     to_state = models.CharField(max_length=16, blank=True)
     step_index = models.PositiveSmallIntegerField(null=True, blank=True)
@@ -156,7 +164,13 @@ class CaseEvent(models.Model):
 
     class Meta:
         ordering = ["occurred_at", "id"]
-        indexes = [models.Index(fields=["case", "occurred_at"], name="case_event_timeline_idx")]
+        indexes = [
+            models.Index(fields=["case", "occurred_at"], name="case_event_timeline_idx"),
+            # Most events are written by the system: only staff-made ones enter this index.
+            models.Index(
+                fields=["actor_user"], condition=Q(actor_user__isnull=False), name="case_event_staff_idx"
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.occurred_at:%Y-%m-%d %H:%M} {self.get_kind_display()}"

@@ -174,7 +174,9 @@ def attempt_charge(
                     created_at=now,
                 )
         except IntegrityError:
-            raise ChargeRefused(f"A payment of invoice {invoice.number} is already in progress.") from None
+            raise ChargeRefused(
+                f"Invoice {invoice.number} is already being paid, or was just paid: nothing was charged."
+            ) from None
         if case is not None:
             events = EventBuffer()
             events.add(
@@ -226,7 +228,7 @@ def attempts_to_reconcile(*, now: datetime, limit: int = 1000) -> list[PaymentAt
         PaymentAttempt.objects.filter(
             Q(status=AttemptStatus.UNKNOWN) | Q(status=AttemptStatus.PENDING, created_at__lt=stale)
         )
-        .select_related("invoice", "case__customer", "case__invoice")
+        .select_related("invoice__customer", "case__customer", "case__invoice")
         .order_by("id")[:limit]
     )
 
@@ -247,6 +249,8 @@ def attempts_reconcile(*, gateway: PaymentGateway, actor: Actor, now: datetime) 
                     gateway_invoice_ref=attempt.invoice.gateway_invoice_id,
                     amount_minor=attempt.amount_minor,
                     currency=attempt.currency,
+                    customer_ref=attempt.invoice.customer.gateway_customer_id,
+                    started_at=attempt.created_at,
                 )
             )
         except GatewayError:

@@ -30,7 +30,8 @@ from notifications.services import (
 @dataclass(frozen=True)
 class MessageIntent:
     customer_id: int
-    case_id: int
+    # None for messages outside any case (pre-dunning reminders): unique per customer and step instead.
+    case_id: int | None
     step_ref: str
     template_key: str
     invoice_id: int | None
@@ -38,6 +39,8 @@ class MessageIntent:
     bypass_cap: bool = False
     # Reminders stop once the invoice is paid; the recovered confirmation is sent because it was.
     only_while_unpaid: bool = True
+    # The customer is acting right now (paying in the portal): the message goes at once, quiet hours or not.
+    customer_requested: bool = False
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,7 @@ def send_messages(*, intents: Sequence[MessageIntent], now: datetime) -> int:
                 context=intent.context,
                 bypass_cap=intent.bypass_cap,
                 only_while_unpaid=intent.only_while_unpaid,
+                customer_requested=intent.customer_requested,
             )
             for intent in intents
         ],

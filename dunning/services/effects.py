@@ -10,13 +10,12 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-
 from customers.actors import Actor
 from customers.models import EntitlementState, InvoiceStatus
 from customers.money import format_money
 from customers.services import AuditBuffer, customers_set_entitlement_many, invoices_close_many
-from dunning.models import CaseEventKind, CaseState, DunningCase, StepAction
+from dunning.models import CaseEventKind, CaseState, DunningCase, RecoveryChannel, StepAction
+from dunning.portal.tokens import LinkSource, portal_link_for, token_versions
 from dunning.schedule import step_due_at
 from dunning.services import communication
 from dunning.services.events import EventBuffer
@@ -37,6 +36,11 @@ STEP_ENTITLEMENT = {
     StepAction.SUSPEND: EntitlementState.SUSPENDED,
     StepAction.CANCEL: EntitlementState.CANCELLED,
 }
+# Steps that show the customer a portal link, and the link's source (the recovery channel it credits).
+LINKED_ACTIONS = {StepAction.EMAIL: LinkSource.EMAIL, StepAction.BANNER: LinkSource.BANNER}
+PORTAL_CHANNELS = frozenset(
+    {RecoveryChannel.EMAIL_PORTAL, RecoveryChannel.BANNER_PORTAL, RecoveryChannel.PORTAL}
+)
 CLOSE_WEBHOOKS = {
     CaseState.RECOVERED: "payment.recovered",
     CaseState.EXHAUSTED: "case.exhausted",
@@ -44,9 +48,15 @@ CLOSE_WEBHOOKS = {
 }
 
 
-def portal_url_for(case: DunningCase) -> str:
-    """The customer's link to fix payment. The portal issue replaces this with a signed, expiring link."""
-    return f"{settings.PORTAL_BASE_URL.rstrip('/')}/portal/"
+def portal_url_for(case: DunningCase, *, source: str = LinkSource.EMAIL, version: int | None = None) -> str:
+    """The customer's signed, expiring link to the payment page, bound to the case's invoice.
+
+    ``source`` (email, banner, staff) says where the link is shown, so that a payment made through it is
+    credited to that channel. Batches pass ``version`` (see ``token_versions``) to save a query per case.
+    """
+    return portal_link_for(
+        customer_id=case.customer_id, invoice_id=case.invoice_id, source=source, version=version
+    )
 
 
 def access_affected_on(case: DunningCase) -> date | None:
@@ -148,6 +158,8 @@ def cases_closed(*, cases: Sequence[DunningCase], actor: Actor, now: datetime, e
         return
     case_ids = [case.pk for case in cases]
     communication.withdraw_for_cases(case_ids=case_ids, reason="case closed")
+    recovered = [case for case in cases if case.state == CaseState.RECOVERED]
+    versions = token_versions(case.customer_id for case in recovered)
     # The thank-you goes out because the invoice was paid: it is not a reminder, so payment does not stop it.
     communication.send_messages(
         intents=[
@@ -157,12 +169,13 @@ def cases_closed(*, cases: Sequence[DunningCase], actor: Actor, now: datetime, e
                 step_ref="recovered",
                 template_key="recovered",
                 invoice_id=case.invoice_id,
-                context={"portal_url": portal_url_for(case)},
+                context={"portal_url": portal_url_for(case, version=versions[case.customer_id])},
                 bypass_cap=True,
                 only_while_unpaid=False,
+                # A customer who just paid in the portal expects the receipt now, even at 23:00.
+                customer_requested=case.recovery_channel in PORTAL_CHANNELS,
             )
-            for case in cases
-            if case.state == CaseState.RECOVERED
+            for case in recovered
         ],
         now=now,
     )
@@ -234,6 +247,8 @@ def run_steps(
     escalations: list[communication.StaffEscalation] = []
     access: dict[str, list[Customer]] = defaultdict(list)
     uncollectible: list[int] = []
+    # One query for every link of the batch; emails and banners get links of their own source.
+    versions = token_versions(case.customer_id for case, _, step in steps if step["action"] in LINKED_ACTIONS)
     for case, index, step in steps:
         action = step["action"]
         counts[action] += 1
@@ -242,9 +257,12 @@ def run_steps(
             "amount": format_money(case.amount_minor, case.currency, case.customer.locale),
             "decline_reason": decline_messages.get(case.pk, ""),
             "access_affected_on": access_affected_on(case),
-            "portal_url": portal_url_for(case),
             "case_day": (now - case.opened_at).days,
         }
+        if action in LINKED_ACTIONS:
+            context["portal_url"] = portal_url_for(
+                case, source=LINKED_ACTIONS[action], version=versions[case.customer_id]
+            )
         if action == StepAction.EMAIL:
             messages.append(
                 communication.MessageIntent(

@@ -29,6 +29,8 @@ class CaseSnapshot:
     hard_declined_payment_method_id: int | None
     default_payment_method_id: int | None
     network_attempts_30d: int
+    # The gateway that issued the invoice retries it itself (STRIPE_RETRY_OWNER=stripe): we never do.
+    gateway_owns_retries: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,8 @@ def step_time(rules: VersionRules, snapshot: CaseSnapshot, index: int) -> dateti
 def retry_blocker(rules: VersionRules, snapshot: CaseSnapshot) -> str:
     """Why a retry may not run now, or "" when it may."""
     category = snapshot.decline_category
+    if snapshot.gateway_owns_retries:
+        return "the gateway's own retries (Stripe Smart Retries) own this invoice"
     if snapshot.default_payment_method_id is None:
         return "no payment method on file"
     if category in (DeclineCategory.HARD, DeclineCategory.FRAUD) and (

@@ -22,6 +22,7 @@ from dunning.services import effects
 from dunning.services.cases import Recovery, Transition, case_save_one, cases_recover, cases_save
 from dunning.services.charging import ChargeRefused, attempt_charge
 from dunning.services.events import EventBuffer
+from dunning.services.retry_owner import OWNED_BY_GATEWAY_REASON, gateway_owns_retries
 
 
 def _locked(case: DunningCase) -> DunningCase:
@@ -127,6 +128,8 @@ def case_retry_now(*, case: DunningCase, actor: Actor) -> PaymentAttempt:
     The same rules as scheduled retries hold: never on a hard-declined method, never off-session when the
     bank asked the customer to authenticate.
     """
+    if gateway_owns_retries(gateway=case.invoice.gateway, gateway_invoice_id=case.invoice.gateway_invoice_id):
+        raise ValidationError(f"{OWNED_BY_GATEWAY_REASON}: this application does not charge it.")
     if case.decline_category == DeclineCategory.AUTHENTICATION_REQUIRED:
         raise ValidationError(
             "The bank asked the customer to authenticate this payment: send them the portal link instead."
@@ -146,7 +149,8 @@ def customer_payment_method_updated(
     """A customer's payment method changed (card updater, the customer, staff): unblock and retry once.
 
     Cases blocked by a hard decline or an authentication request on the old method resume, and every open
-    invoice in dunning is charged once, at once, on the new default method.
+    invoice in dunning is charged once, at once, on the new default method (except invoices whose
+    gateway owns their retries: ``STRIPE_RETRY_OWNER=stripe``).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -178,6 +182,9 @@ def customer_payment_method_updated(
     for case in cases:
         if case.state != machine.State.OPEN:
             continue
+        invoice = case.invoice
+        if gateway_owns_retries(gateway=invoice.gateway, gateway_invoice_id=invoice.gateway_invoice_id):
+            continue  # Stripe retries it with the new default itself; we only unblocked the case
         try:
             attempts.append(
                 attempt_charge(

@@ -54,6 +54,7 @@ from dunning.services.planning import (
     after_failed_retry,
     plan_case,
 )
+from dunning.services.retry_owner import gateway_owns_retries
 from dunning.signals import tick_finished
 
 logger = logging.getLogger(__name__)
@@ -211,6 +212,9 @@ def _load(claim_token: str | None, *, now: datetime, limit: int, versions: _Vers
             hard_declined_payment_method_id=case.hard_declined_payment_method_id,
             default_payment_method_id=method.pk if method else None,
             network_attempts_30d=method.network_attempts if method else 0,
+            gateway_owns_retries=gateway_owns_retries(
+                gateway=case.invoice.gateway, gateway_invoice_id=case.invoice.gateway_invoice_id
+            ),
         )
         rules = versions[case.policy_version_id]
         planned.append(_Planned(case, plan_case(rules, snapshot, now), snapshot, rules, method))
