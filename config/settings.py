@@ -324,3 +324,14 @@ PORTAL_FRESH_LINKS_PER_ADDRESS: int = env.int("PORTAL_FRESH_LINKS_PER_ADDRESS", 
 # Behind N reverse proxies that each append to X-Forwarded-For, the client address is the N-th entry from
 # the right; 0 uses the connection's address (REMOTE_ADDR).
 PORTAL_TRUSTED_PROXIES: int = env.int("PORTAL_TRUSTED_PROXIES", default=0)
+
+# --- Reporting ------------------------------------------------------------------------------------------
+# Every one is documented in README.md ("Reporting").
+# The weekly digest of the headline numbers (Monday 07:00, sync_schedules installs it): off by default.
+REPORTING_WEEKLY_DIGEST: bool = env.bool("REPORTING_WEEKLY_DIGEST", default=False)
+# Its recipients; empty means the active members of the NOTIFICATIONS_STAFF_GROUP group.
+REPORTING_DIGEST_RECIPIENTS: list[str] = env.list("REPORTING_DIGEST_RECIPIENTS", default=[])
+# Totals across currencies are shown only with a conversion: the currency to show them in, and fixed
+# rates into it, e.g. REPORTING_CURRENCY=USD REPORTING_EXCHANGE_RATES=EUR=1.08,GBP=1.27,JPY=0.0066
+REPORTING_CURRENCY: str = env.str("REPORTING_CURRENCY", default="")
+REPORTING_EXCHANGE_RATES: dict[str, str] = env.dict("REPORTING_EXCHANGE_RATES", default={})

@@ -15,6 +15,8 @@ admin.site.site_title = "Dunning back office"
 admin.site.index_title = "Recover failed payments"
 
 urlpatterns = [
+    # Before admin/, whose catch-all would otherwise answer these URLs.
+    path("admin/reports/", include("reporting.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     # Banner API (/api/v1/banners/...) and the email provider's tracking webhooks.

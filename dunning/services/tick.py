@@ -55,6 +55,7 @@ from dunning.services.planning import (
     plan_case,
 )
 from dunning.services.retry_owner import gateway_owns_retries
+from dunning.signals import tick_finished
 
 logger = logging.getLogger(__name__)
 TICK_ACTOR = Actor.system("dunning tick")
@@ -489,4 +490,5 @@ def run_tick(
     finally:
         if owns_gateway:
             gateway.close()
+    tick_finished.send(sender=TickSummary, now=now, summary=summary)
     return summary

@@ -14,6 +14,7 @@ SCHEDULE_SOURCES = [
     "customers.schedules.SCHEDULES",
     "notifications.schedules.SCHEDULES",
     "dunning.schedules.schedules",
+    "reporting.schedules.schedules",
 ]
 
 

@@ -1,0 +1,111 @@
+"""The dashboard in Chromium: every chart draws on its canvas, from the vendored Chart.js, without a console
+error or a failed request, and every table opens."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import connections
+from django.test import Client
+
+from reporting.services import rollups_refresh
+from tests.factories.reporting import END, START, build_known_data
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+
+
+def _unavailable(reason: str) -> None:
+    # CI must really run the browser: a missing Chromium or Playwright is a failure there, not a skip.
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"browser test cannot run in CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("needs Playwright (pip install -e '.[dev]')")
+    if not CHROMIUM.exists():
+        _unavailable("needs Chromium at /usr/bin/chromium (make browser installs it)")
+    # Playwright's sync API runs an event loop in this thread; the ORM calls made here are still synchronous.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            try:
+                yield chromium
+            finally:
+                chromium.close()
+                # Inside Playwright's block the test runs in another context with its own database
+                # connection: close it, or it outlives the test and PostgreSQL cannot drop the test database.
+                connections.close_all()
+    finally:
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+def test_the_dashboard_charts_render_without_errors(browser, live_server, dunning_seeds) -> None:  # type: ignore[no-untyped-def]
+    build_known_data()
+    rollups_refresh(full=True)
+    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+
+    context = browser.new_context()
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("console", lambda message: problems.append(message.text) if message.type == "error" else None)
+    page.on("pageerror", lambda error: problems.append(str(error)))
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    page.on("response", lambda r: problems.append(f"{r.status}: {r.url}") if r.status >= 400 else None)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+
+    page.goto(f"{live_server.url}/admin/reports/?start={START.isoformat()}&end={END.isoformat()}")
+    page.wait_for_function("() => document.readyState === 'complete' && window.Chart !== undefined")
+    slugs = page.eval_on_selector_all("canvas[data-chart]", "canvases => canvases.map(c => c.dataset.chart)")
+    assert slugs == ["weekly", "retries", "channels", "time-to-recovery"]
+    for slug in slugs:
+        drawn = page.evaluate(
+            """(slug) => {
+                const canvas = document.querySelector(`canvas[data-chart="${slug}"]`);
+                const chart = window.Chart.getChart(canvas);
+                const pixels = canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height).data;
+                let painted = 0;
+                for (let i = 3; i < pixels.length; i += 4) { if (pixels[i] !== 0) painted++; }
+                return {chart: Boolean(chart), width: canvas.width, height: canvas.height, painted,
+                        points: chart ? chart.data.datasets.reduce((n, d) => n + d.data.length, 0) : 0};
+            }""",
+            slug,
+        )
+        assert drawn["chart"] and drawn["width"] > 0 and drawn["height"] > 0, (slug, drawn)
+        assert drawn["points"] > 0, (slug, drawn)
+        assert drawn["painted"] > 500, (slug, drawn)  # axes, labels and bars, not a blank canvas
+
+    # The table view under a chart opens and shows its rows.
+    page.click("#section-retries summary")
+    assert page.locator("#table-retries tbody tr").count() == 3
+    assert page.locator("#table-retries").is_visible()
+    assert problems == []
+    assert all(url.startswith(live_server.url) for url in requested), (
+        "the page must load nothing from elsewhere"
+    )
+    context.close()
