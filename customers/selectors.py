@@ -33,7 +33,3 @@ def customer_overdue_balances(*, customer: Customer, now: datetime | None = None
         .order_by("currency")
     )
     return {row["currency"]: row["balance"] for row in rows}
-
-
-def customer_get_by_external_id(*, external_id: str) -> Customer | None:
-    return Customer.objects.filter(external_id=external_id).first()

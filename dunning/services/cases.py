@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from customers.actors import Actor
 from customers.bulk import update_from_values
-from customers.models import EntitlementState, Invoice, InvoiceStatus, PaymentMethod
+from customers.models import Invoice, InvoiceStatus, PaymentMethod
 from dunning import state as machine
 from dunning.models import (
     AttemptSource,
@@ -285,11 +285,3 @@ def cases_recover(
     )
     effects.cases_closed(cases=[by_id[i] for i in saved], actor=actor, now=now, events=events)
     return saved
-
-
-def customer_entitlement_floor(*, customer_id: int) -> str:
-    """Active unless another case of the customer is still active (then past due)."""
-    still_dunning = DunningCase.objects.filter(
-        customer_id=customer_id, state__in=[CaseState.OPEN, CaseState.PAUSED]
-    ).exists()
-    return EntitlementState.PAST_DUE if still_dunning else EntitlementState.ACTIVE
