@@ -271,7 +271,7 @@ DUNNING_IDEMPOTENCY_PREFIX: str = env.str("DUNNING_IDEMPOTENCY_PREFIX", default=
 DUNNING_GATEWAY_CONCURRENCY: int = env.int("DUNNING_GATEWAY_CONCURRENCY", default=8)
 DUNNING_GATEWAY_RATE_LIMIT: float = env.float("DUNNING_GATEWAY_RATE_LIMIT", default=0)
 # Cases claimed per batch, and how long a claim lasts before another tick may take the case over.
-DUNNING_BATCH_SIZE: int = env.int("DUNNING_BATCH_SIZE", default=1000)
+DUNNING_BATCH_SIZE: int = env.int("DUNNING_BATCH_SIZE", default=2000)
 DUNNING_CLAIM_LEASE_SECONDS: int = env.int("DUNNING_CLAIM_LEASE_SECONDS", default=600)
 # A "processing" decline (the processor's own error) is retried this soon, within the retry cap.
 DUNNING_PROCESSING_RETRY_MINUTES: int = env.int("DUNNING_PROCESSING_RETRY_MINUTES", default=60)
@@ -329,6 +329,8 @@ PORTAL_TRUSTED_PROXIES: int = env.int("PORTAL_TRUSTED_PROXIES", default=0)
 # Every one is documented in README.md ("Reporting").
 # The weekly digest of the headline numbers (Monday 07:00, sync_schedules installs it): off by default.
 REPORTING_WEEKLY_DIGEST: bool = env.bool("REPORTING_WEEKLY_DIGEST", default=False)
+# The report tables catch up after every tick; switch off to refresh them only with refresh_reports (cron).
+REPORTING_REFRESH_AFTER_TICK: bool = env.bool("REPORTING_REFRESH_AFTER_TICK", default=True)
 # Its recipients; empty means the active members of the NOTIFICATIONS_STAFF_GROUP group.
 REPORTING_DIGEST_RECIPIENTS: list[str] = env.list("REPORTING_DIGEST_RECIPIENTS", default=[])
 # Totals across currencies are shown only with a conversion: the currency to show them in, and fixed

@@ -26,7 +26,8 @@ LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 WHITENOISE_AUTOREFRESH = True
 WHITENOISE_USE_FINDERS = True
 # Tasks run in-process, at the moment they are enqueued (tests enqueue inside transaction.on_commit).
-Q_CLUSTER = {**Q_CLUSTER, "sync": True}  # noqa: F405
+# The benchmarks (which use these settings too) set Q_SYNC=0 to enqueue tasks as production does.
+Q_CLUSTER = {**Q_CLUSTER, "sync": env.bool("Q_SYNC", default=True)}  # noqa: F405
 # Gateway calls run in the test's own thread (and so inside its transaction); the thread pool is
 # exercised explicitly by the tests that need it, on committed data.
 DUNNING_GATEWAY_CONCURRENCY = 1

@@ -152,9 +152,20 @@ def case_opened(*, case: DunningCase, actor: Actor, now: datetime) -> None:
     )
 
 
-def cases_closed(*, cases: Sequence[DunningCase], actor: Actor, now: datetime, events: EventBuffer) -> None:
-    """Withdraw messages and banners of closed cases; restore access after recoveries; tell the product."""
+def cases_closed(
+    *,
+    cases: Sequence[DunningCase],
+    actor: Actor,
+    now: datetime,
+    events: EventBuffer,
+    more_webhooks: Sequence[communication.OutboundEvent] = (),
+) -> None:
+    """Withdraw messages and banners of closed cases; restore access after recoveries; tell the product.
+
+    ``more_webhooks`` are the caller's own events for the same batch, sent in the same call.
+    """
     if not cases:
+        communication.emit_webhooks(events=more_webhooks)
         return
     case_ids = [case.pk for case in cases]
     communication.withdraw_for_cases(case_ids=case_ids, reason="case closed")
@@ -224,6 +235,7 @@ def cases_closed(*, cases: Sequence[DunningCase], actor: Actor, now: datetime, e
             for case in cases
             if case.state in CLOSE_WEBHOOKS
         ]
+        + list(more_webhooks)
     )
 
 

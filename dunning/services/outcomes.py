@@ -258,9 +258,12 @@ def settle_attempts(
     )
 
     closed = [cases[i] for i in transitions if i in saved]
-    effects.cases_closed(cases=closed, actor=actor, now=now, events=events)
-    communication.emit_webhooks(
-        events=[
+    effects.cases_closed(
+        cases=closed,
+        actor=actor,
+        now=now,
+        events=events,
+        more_webhooks=[
             communication.OutboundEvent(
                 event_type="payment.retry_failed",
                 event_id=f"payment.retry_failed:{s.attempt_id}",
@@ -269,6 +272,6 @@ def settle_attempts(
             )
             for s, case in retry_failed
             if case.pk in saved
-        ]
+        ],
     )
     return counts, saved
