@@ -196,7 +196,7 @@ class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdm
         "needs_staff_review",
         "recovered_at",
         "recovery_channel",
-        "recovered_amount_minor",
+        "recovered_amount",
         "closed_at",
     ]
     fields = readonly_fields
@@ -214,6 +214,12 @@ class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdm
     @admin.display(description="Amount", ordering="amount_minor")
     def amount(self, case: DunningCase) -> str:
         return format_money(case.amount_minor, case.currency)
+
+    @admin.display(description="Recovered amount")
+    def recovered_amount(self, case: DunningCase) -> str:
+        if case.recovered_amount_minor is None:
+            return "–"
+        return format_money(case.recovered_amount_minor, case.currency)
 
     @admin.display(description="Last decline", ordering="decline_code")
     def decline(self, case: DunningCase) -> str:
