@@ -3,74 +3,37 @@ can be dismissed and stay dismissed, and never runs server text as HTML."""
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
-from django.db import connections
 
 from notifications.models import BannerSeverity
 from notifications.services import banner_token_for
 from tests.factories import BannerFactory, CustomerFactory
+from tests.support.browser import LoopbackSite, chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-CHROMIUM = Path("/usr/bin/chromium")
 
 
 @pytest.fixture
 def browser_page():  # type: ignore[no-untyped-def]
-    sync_api = pytest.importorskip("playwright.sync_api")
-    if not CHROMIUM.exists():
-        pytest.skip("needs Chromium at /usr/bin/chromium (make browser installs it)")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made here are still synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        try:
-            yield browser.new_page()
-        finally:
-            browser.close()
-            # Inside Playwright's block the test runs in another context, with its own database
-            # connection: close it here, or it outlives the test and PostgreSQL cannot drop the test database.
-            connections.close_all()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with chromium() as browser:
+        yield browser.new_page()
 
 
-class ProductSite:
+class ProductSite(LoopbackSite):
     """The product's own web server (a different origin from the back office), serving one page."""
 
     def __init__(self) -> None:
         self.html = ""
-        site = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                body = site.html.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        super().__init__(lambda: self.html)
 
 
 @pytest.fixture
 def product() -> Iterator[ProductSite]:
     site = ProductSite()
     yield site
-    site.server.shutdown()
-    site.server.server_close()
+    site.close()
 
 
 def _product_page(live_server_url: str, token: str) -> str:

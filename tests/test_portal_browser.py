@@ -10,19 +10,14 @@ Under ``CI=true`` a missing Playwright or Chromium fails these tests instead of 
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
 from django.core import mail
-from django.db import connections
 from django.utils import timezone
 
 from customers.models import InvoiceStatus
@@ -35,32 +30,16 @@ from notifications.default_templates import install_default_templates
 from notifications.models import Banner, MessageTemplate, Notification
 from notifications.services import notifications_dispatch
 from tests.factories import ContactFactory, failed_invoice
+from tests.support.browser import LoopbackSite, chromium
 
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("dunning_seeds", "message_templates"),
 ]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-]
 PHONE = {"width": 390, "height": 844}
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output" / "portal"
 LINK = re.compile(r"https?://\S+?/portal/[^/\s]+/")
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason}: CI must run the browser tests (apt-get install -y chromium; make install)")
-    pytest.skip(reason)
 
 
 @pytest.fixture
@@ -71,28 +50,8 @@ def message_templates() -> None:
 
 @pytest.fixture
 def browser() -> Iterator[Any]:
-    try:
-        sync_api = importlib.import_module("playwright.sync_api")
-    except ImportError:
-        _unavailable("needs Playwright (make install)")
-    if not CHROMIUM.exists():
-        _unavailable("needs Chromium at /usr/bin/chromium (make browser installs it)")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made here stay synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_api.sync_playwright() as playwright:
-            launched = playwright.chromium.launch(
-                executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-            )
-            try:
-                yield launched
-            finally:
-                launched.close()
-                # The test ran in Playwright's context with a database connection of its own: close it
-                # here, or it outlives the test and PostgreSQL cannot drop the test database.
-                connections.close_all()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -338,36 +297,21 @@ def test_an_expired_link_leads_to_a_fresh_one_by_email(page, shot, portal_settin
     shot("fresh-link-opened")
 
 
-class _HostedPage:
+class _HostedPage(LoopbackSite):
     """A stand-in for the gateway's page on another origin: a form whose button returns to our site."""
 
     def __init__(self) -> None:
-        outer = self
         self.return_url = ""
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
-                body = (
-                    '<!doctype html><html lang="en"><head><title>Processor</title></head><body><main>'
-                    "<h1>Card details</h1>"
-                    f'<form method="get" action="{outer.return_url}"><button>Save card</button></form>'
-                    "</main></body></html>"
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        # "localhost" rather than 127.0.0.1: another origin than the live server's, as a gateway's page is.
-        self.origin = f"http://localhost:{self.server.server_address[1]}"
-        threading.Thread(
-            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        super().__init__(
+            lambda: (
+                '<!doctype html><html lang="en"><head><title>Processor</title></head><body><main>'
+                "<h1>Card details</h1>"
+                f'<form method="get" action="{self.return_url}"><button>Save card</button></form>'
+                "</main></body></html>"
+            ),
+            # "localhost" rather than 127.0.0.1: another origin than the live server's, as a gateway's page is.
+            host="localhost",
+        )
 
 
 class BrowserHostedGateway(SimulatedGateway):
@@ -395,8 +339,7 @@ def hosted_page(portal_settings) -> Iterator[_HostedPage]:  # type: ignore[no-un
     BrowserHostedGateway.hosted_page_origins = (hosted.origin,)
     portal_settings.PAYMENT_GATEWAY = "tests.test_portal_browser.BrowserHostedGateway"
     yield hosted
-    hosted.server.shutdown()
-    hosted.server.server_close()
+    hosted.close()
 
 
 def test_a_round_trip_through_the_gateways_own_page(page, shot, hosted_page, live_server) -> None:  # type: ignore[no-untyped-def]

@@ -3,61 +3,22 @@ error or a failed request, and every table opens."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connections
 from django.test import Client
 
 from reporting.services import rollups_refresh
 from tests.factories.reporting import END, START, build_known_data
+from tests.support.browser import chromium
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-]
-
-
-def _unavailable(reason: str) -> None:
-    # CI must really run the browser: a missing Chromium or Playwright is a failure there, not a skip.
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"browser test cannot run in CI: {reason}")
-    pytest.skip(reason)
 
 
 @pytest.fixture
 def browser():  # type: ignore[no-untyped-def]
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("needs Playwright (pip install -e '.[dev]')")
-    if not CHROMIUM.exists():
-        _unavailable("needs Chromium at /usr/bin/chromium (make browser installs it)")
-    # Playwright's sync API runs an event loop in this thread; the ORM calls made here are still synchronous.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    try:
-        with sync_playwright() as playwright:
-            chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-            try:
-                yield chromium
-            finally:
-                chromium.close()
-                # Inside Playwright's block the test runs in another context with its own database
-                # connection: close it, or it outlives the test and PostgreSQL cannot drop the test database.
-                connections.close_all()
-    finally:
-        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with chromium() as launched:
+        yield launched
 
 
 def test_the_dashboard_charts_render_without_errors(browser, live_server, dunning_seeds) -> None:  # type: ignore[no-untyped-def]
