@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 
-from bench.harness import Result, median_ms, progress
+from bench.harness import Result, count_statements, median_ms, progress
 from customers.models import Customer, Invoice
 
 CUSTOMERS = 100_000
@@ -69,18 +69,6 @@ def _bare_select() -> None:
         cursor.fetchall()
 
 
-def _statements_for(client: Client, url: str) -> int:
-    statements: list[str] = []
-
-    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        client.get(url)
-    return len(statements)
-
-
 def run() -> list[Result]:
     _populate()
     user_model = get_user_model()
@@ -100,7 +88,7 @@ def run() -> list[Result]:
     for label, url in pages:
         response = client.get(url)
         assert response.status_code == 200, (url, response.status_code)
-        statements = _statements_for(client, url)
+        statements = count_statements(lambda url=url: client.get(url))
         ours = median_ms(lambda url=url: client.get(url))
         results.append(
             Result(

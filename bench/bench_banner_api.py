@@ -7,7 +7,7 @@ import os
 from django.db import connection
 from django.test import Client
 
-from bench.harness import Result, median_ms, progress
+from bench.harness import Result, count_statements, median_ms, progress
 from customers.actors import Actor
 from customers.models import Customer
 from notifications.models import ApiKey, Banner
@@ -66,18 +66,6 @@ def _bare_select(external_id: str) -> None:
         cursor.fetchall()
 
 
-def _statements(action) -> int:  # type: ignore[no-untyped-def]
-    statements: list[str] = []
-
-    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        action()
-    return len(statements)
-
-
 def run() -> list[Result]:
     _populate()
     ApiKey.objects.all().delete()
@@ -101,7 +89,7 @@ def run() -> list[Result]:
             return response
 
         call()  # last_used_at written once; later calls are reads only
-        statements = _statements(call)
+        statements = count_statements(call)
         results.append(
             Result(
                 workload=label,
@@ -126,7 +114,7 @@ def run() -> list[Result]:
             baseline=median_ms(lambda: _bare_select(with_banner), repeat=51),
             unit="ms",
             baseline_label="bare indexed SELECT",
-            note=f"{_statements(embed)} query per request",
+            note=f"{count_statements(embed)} query per request",
         )
     )
     return results

@@ -9,7 +9,7 @@ from django.core import signing
 from django.db import connection
 from django.test import Client
 
-from bench.harness import Result, median_ms, progress
+from bench.harness import Result, count_statements, median_ms, progress
 from customers.models import Customer
 from dunning.models import DunningCase, PolicyVersion
 from dunning.portal.tokens import SALT, portal_link_for, portal_token_read
@@ -116,18 +116,6 @@ def _bare_select(customer_id: int) -> None:
         cursor.fetchall()
 
 
-def _statements(action) -> int:  # type: ignore[no-untyped-def]
-    statements: list[str] = []
-
-    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        action()
-    return len(statements)
-
-
 def run() -> list[Result]:
     _populate()
     customer = Customer.objects.get(external_id=f"bench-{CUSTOMERS // 2}")
@@ -154,7 +142,7 @@ def run() -> list[Result]:
             baseline=median_ms(lambda: _bare_select(customer.pk), repeat=51),
             unit="ms",
             baseline_label="one hand-written SELECT",
-            note=f"{_statements(page)} queries, full request cycle in-process (template, CSRF, headers)",
+            note=f"{count_statements(page)} queries, full request cycle in-process (template, CSRF, headers)",
         ),
         Result(
             workload="verify a link (signature, age, version)",

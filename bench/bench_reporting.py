@@ -19,7 +19,7 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 from django.test import Client
 
-from bench.harness import Result, median_ms, progress
+from bench.harness import Result, count_statements, median_ms, progress
 from bench.reporting_data import ATTEMPTS, CASES, END, populate
 from dunning.models import CaseEvent, CaseEventKind, DunningCase
 from reporting import sql
@@ -57,15 +57,10 @@ def _bare_group_by(start: date, end: date) -> float:
 
 
 def _statements(client: Client, url: str) -> int:
-    statements: list[str] = []
-
-    def record(execute, sql_text, params, many, context):  # type: ignore[no-untyped-def]
-        statements.append(sql_text)
-        return execute(sql_text, params, many, context)
-
-    with connection.execute_wrapper(record):
+    def get() -> None:
         assert client.get(url).status_code == 200
-    return len(statements)
+
+    return count_statements(get)
 
 
 def page_rows(client: Client, *, vendor: str, baseline: bool) -> list[Result]:

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.test import Client
 
-from bench.harness import Result, median_ms, progress
+from bench.harness import Result, count_statements, median_ms, progress
 from dunning.gateways.stripe import verify_webhook
 from dunning.models import StripeEvent
 
@@ -98,18 +98,6 @@ def _populate() -> None:
         cursor.execute("ANALYZE dunning_stripeevent")
 
 
-def _statements(action) -> int:  # type: ignore[no-untyped-def]
-    statements: list[str] = []
-
-    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
-        statements.append(sql)
-        return execute(sql, params, many, context)
-
-    with connection.execute_wrapper(record):
-        action()
-    return len(statements)
-
-
 def run() -> list[Result]:
     import stripe  # the bench signs like Stripe does; product code never imports the SDK
     from django_q.conf import Conf
@@ -163,7 +151,7 @@ def run() -> list[Result]:
             baseline=median_ms(bare_insert, repeat=101),
             unit="ms",
             baseline_label="bare INSERT of the row",
-            note=f"{_statements(deliver_new)} statements incl. the task enqueue; signature check {verify:.2f} ms",
+            note=f"{count_statements(deliver_new)} statements incl. the task enqueue; signature check {verify:.2f} ms",
         ),
         Result(
             workload="webhook, duplicate delivery",
@@ -171,7 +159,7 @@ def run() -> list[Result]:
             baseline=median_ms(bare_insert, repeat=101),
             unit="ms",
             baseline_label="bare INSERT of the row",
-            note=f"{_statements(deliver_duplicate)} statements, nothing enqueued",
+            note=f"{count_statements(deliver_duplicate)} statements, nothing enqueued",
         ),
     ]
     # Leave the database as it was measured next time (the inbox grows by ~300 rows per run otherwise).

@@ -43,6 +43,22 @@ def median_ms(action: Callable[[], object], *, repeat: int = 15, warmup: int = 2
     return statistics.median(samples)
 
 
+def count_statements(action: Callable[[], object]) -> int:
+    """How many SQL statements ``action`` sends over the default connection."""
+    from django.db import connection
+
+    statements = 0
+
+    def record(execute, sql, params, many, context):  # type: ignore[no-untyped-def]
+        nonlocal statements
+        statements += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(record):
+        action()
+    return statements
+
+
 def ensure_postgres_database(name: str = BENCH_DATABASE) -> str:
     """Create the benchmark database if it is missing; return its URL."""
     import psycopg
