@@ -261,6 +261,25 @@ class Recovery:
     amount_minor: int
 
 
+def recovery_transition(
+    case: DunningCase,
+    *,
+    channel: str,
+    amount_minor: int,
+    now: datetime,
+    reason: str,
+    details: Mapping[str, Any] | None = None,
+) -> Transition:
+    """Record how and how much came back on ``case``; the returned transition is for ``cases_save``.
+
+    Every recovery path records the channel and amount through here, at the moment it happens.
+    """
+    case.recovered_at = now
+    case.recovery_channel = channel
+    case.recovered_amount_minor = amount_minor
+    return Transition(machine.Event.RECOVER, reason=reason, details=details or {})
+
+
 def cases_recover(
     *, recoveries: Sequence[Recovery], actor: Actor, now: datetime, events: EventBuffer
 ) -> set[int]:
@@ -269,16 +288,16 @@ def cases_recover(
     Every recovery path uses this: silent retries, the portal, staff, card updates and payments outside.
     In the same transaction queued messages are cancelled, banners cleared and access restored.
     """
-    by_id = {}
-    for recovery in recoveries:
-        case = recovery.case
-        case.recovered_at = now
-        case.recovery_channel = recovery.channel
-        case.recovered_amount_minor = recovery.amount_minor
-        by_id[case.pk] = case
+    by_id = {recovery.case.pk: recovery.case for recovery in recoveries}
     transitions = {
-        case_id: Transition(machine.Event.RECOVER, reason=f"paid ({case.recovery_channel})")
-        for case_id, case in by_id.items()
+        recovery.case.pk: recovery_transition(
+            recovery.case,
+            channel=recovery.channel,
+            amount_minor=recovery.amount_minor,
+            now=now,
+            reason=f"paid ({recovery.channel})",
+        )
+        for recovery in recoveries
     }
     saved = cases_save(
         cases=list(by_id.values()), actor=actor, now=now, events=events, transitions=transitions

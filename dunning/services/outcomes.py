@@ -30,7 +30,7 @@ from dunning.models import (
     RecoveryChannel,
 )
 from dunning.services import communication, effects
-from dunning.services.cases import Transition, cases_save
+from dunning.services.cases import Transition, cases_save, recovery_transition
 from dunning.services.declines import DeclineTable, decline_codes_record_seen, normalise
 from dunning.services.events import EventBuffer
 
@@ -187,11 +187,13 @@ def settle_attempts(
                     details=details,
                 )
             elif case.state in RECOVERABLE_STATES:
-                case.recovered_at = now
-                case.recovery_channel = s.channel or CHANNEL_BY_SOURCE[s.source]
-                case.recovered_amount_minor = s.amount_minor
-                transitions[case.pk] = Transition(
-                    machine.Event.RECOVER, reason="payment succeeded", details=details
+                transitions[case.pk] = recovery_transition(
+                    case,
+                    channel=s.channel or CHANNEL_BY_SOURCE[s.source],
+                    amount_minor=s.amount_minor,
+                    now=now,
+                    reason="payment succeeded",
+                    details=details,
                 )
                 counts["recovered"] += 1
         elif outcome == AttemptStatus.FAILED:

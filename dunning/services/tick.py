@@ -41,7 +41,7 @@ from dunning.models import (
     RecoveryChannel,
 )
 from dunning.services import effects
-from dunning.services.cases import CASE_MUTABLE_FIELDS, Transition
+from dunning.services.cases import CASE_MUTABLE_FIELDS, Transition, recovery_transition
 from dunning.services.charging import attempts_reconcile, call_gateway, charge_request_for, result_or_unknown
 from dunning.services.declines import DeclineTable
 from dunning.services.events import EventBuffer
@@ -350,11 +350,12 @@ def _record_batch(
         if case.invoice.is_final:
             # Invariant 2: nothing runs after payment. The invoice was closed by another route.
             if case.invoice.status == InvoiceStatus.PAID:
-                case.recovered_at = now
-                case.recovery_channel = RecoveryChannel.PAID_OUTSIDE
-                case.recovered_amount_minor = case.invoice.amount_paid_minor
-                transitions[case.pk] = Transition(
-                    machine.Event.RECOVER, reason="invoice paid outside dunning"
+                transitions[case.pk] = recovery_transition(
+                    case,
+                    channel=RecoveryChannel.PAID_OUTSIDE,
+                    amount_minor=case.invoice.amount_paid_minor,
+                    now=now,
+                    reason="invoice paid outside dunning",
                 )
                 summary.counts["closed.paid_outside"] += 1
                 recovered_outside.append(case)
