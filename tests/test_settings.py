@@ -86,15 +86,6 @@ def test_an_explicit_secret_key_wins() -> None:
         require_secret_key("", debug=False, local_path=Path("/nonexistent"))
 
 
-def test_database_url_selects_the_engine() -> None:
-    import environ
-
-    env = environ.Env()
-    assert env.db_url_config("postgres://postgres@127.0.0.1:5432/x")["ENGINE"] == (
-        "django.db.backends.postgresql"
-    )
-
-
 def test_redis_url_switches_the_task_broker_to_redis(tmp_path: Path) -> None:
     code = "from django.conf import settings; print(settings.Q_CLUSTER.get('redis'), settings.Q_CLUSTER.get('orm'))"
     with_redis = _manage(
