@@ -9,6 +9,7 @@ import pytest
 from django.core import mail
 
 from customers.models import InvoiceStatus
+from customers.money import format_money
 from customers.services import invoice_close
 from dunning.models import CaseState
 from dunning.portal.tokens import portal_token_read
@@ -97,6 +98,9 @@ def test_recovery_cancels_queued_messages_clears_banners_and_thanks_the_customer
     assert thanks.status == NotificationStatus.SENT
     assert len(mail.outbox) == 1
     assert thanks.recipient in mail.outbox[0].to[0]
+    # The receipt states what was received, not what is left to pay (nothing, once the invoice is paid).
+    received = format_money(invoice.amount_due_minor, invoice.currency, "en")
+    assert f"we received {received} for invoice {invoice.number}" in mail.outbox[0].body
 
 
 def test_the_product_is_told_by_signed_webhooks() -> None:

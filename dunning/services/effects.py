@@ -180,7 +180,13 @@ def cases_closed(
                 step_ref="recovered",
                 template_key="recovered",
                 invoice_id=case.invoice_id,
-                context={"portal_url": portal_url_for(case, version=versions[case.customer_id])},
+                context={
+                    "portal_url": portal_url_for(case, version=versions[case.customer_id]),
+                    # What was received: the invoice's remaining amount is nothing by now.
+                    "amount": format_money(
+                        case.recovered_amount_minor or case.amount_minor, case.currency, case.customer.locale
+                    ),
+                },
                 bypass_cap=True,
                 only_while_unpaid=False,
                 # A customer who just paid in the portal expects the receipt now, even at 23:00.
