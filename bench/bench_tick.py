@@ -7,12 +7,16 @@ pool's ceiling (workers / latency).
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
 from django.test.utils import override_settings
 from django.utils import timezone
 
@@ -115,37 +119,44 @@ def _populate(now: datetime) -> None:
 
 
 class _Counters:
-    """Statements on our connection, and commits: explicit ones plus implicit autocommit statements."""
+    """Statements and commits on every connection of the process (tick workers each have their own):
+    explicit commits plus statements run in autocommit mode, each of which commits by itself."""
 
     def __init__(self) -> None:
         self.statements = 0
         self.commits = 0
+        self._lock = threading.Lock()
 
-    def __call__(self, execute: Callable, sql: str, params: object, many: bool, context: object) -> object:  # type: ignore[type-arg]
-        self.statements += 1
-        if connection.get_autocommit() and not connection.in_atomic_block:
-            self.commits += 1
-        return execute(sql, params, many, context)
+    @contextmanager
+    def counting(self) -> Iterator[None]:
+        real_execute, real_commit = CursorWrapper._execute, BaseDatabaseWrapper.commit
+
+        def execute(cursor: CursorWrapper, sql: str, params: object, *wrappers: object) -> object:
+            with self._lock:
+                self.statements += 1
+                self.commits += cursor.db.get_autocommit() and not cursor.db.in_atomic_block
+            return real_execute(cursor, sql, params, *wrappers)
+
+        def commit(database: BaseDatabaseWrapper) -> None:
+            with self._lock:
+                self.commits += 1
+            real_commit(database)
+
+        CursorWrapper._execute, BaseDatabaseWrapper.commit = execute, commit  # type: ignore[method-assign, assignment]
+        try:
+            yield
+        finally:
+            CursorWrapper._execute, BaseDatabaseWrapper.commit = real_execute, real_commit  # type: ignore[method-assign]
 
 
 def _measure(
     now: datetime, gateway: SimulatedGateway, limit: int | None = None
 ) -> tuple[float, int, _Counters]:
     counters = _Counters()
-    real_commit = connection.commit
-
-    def counting_commit() -> None:
-        counters.commits += 1
-        real_commit()
-
-    connection.commit = counting_commit  # type: ignore[method-assign]
-    try:
-        with connection.execute_wrapper(counters):
-            started = time.perf_counter()
-            summary = run_tick(now=now, gateway=gateway, limit=limit)
-            elapsed = time.perf_counter() - started
-    finally:
-        del connection.commit
+    with counters.counting():
+        started = time.perf_counter()
+        summary = run_tick(now=now, gateway=gateway, limit=limit)
+        elapsed = time.perf_counter() - started
     actions = sum(n for key, n in summary.counts.items() if key.startswith("retry."))
     return elapsed, actions, counters
 
@@ -209,16 +220,25 @@ def run() -> list[Result]:
     _populate(now)
     baseline = _baseline(now)
 
-    for batch_size in (settings.DUNNING_BATCH_SIZE,):
-        progress(f"generating again; tick with batch size {batch_size}")
+    batch_size = settings.DUNNING_BATCH_SIZE
+    for workers in (1, settings.DUNNING_TICK_WORKERS):
+        progress(f"generating again; tick with batch size {batch_size}, {workers} worker(s)")
         _populate(now)
         _MemoryLedger.reset()
-        with override_settings(**ENGINE_ONLY, DUNNING_BATCH_SIZE=batch_size, DUNNING_GATEWAY_CONCURRENCY=8):
+        with override_settings(
+            **ENGINE_ONLY,
+            DUNNING_BATCH_SIZE=batch_size,
+            DUNNING_GATEWAY_CONCURRENCY=8,
+            DUNNING_TICK_WORKERS=workers,
+        ):
             elapsed, actions, counters = _measure(now, SimulatedGateway(ledger="memory", rules=[]))
         per_thousand = 1000 / max(actions, 1)
         results.append(
             Result(
-                workload=f"tick, 20k due retries of 100k open, no latency, batch {batch_size}",
+                workload=(
+                    f"tick, 20k due retries of 100k open, no latency, batch {batch_size}, "
+                    f"{workers} worker{'s' if workers > 1 else ''} in one process"
+                ),
                 ours=actions / elapsed,
                 baseline=baseline,
                 unit="actions/s",
@@ -236,7 +256,7 @@ def run() -> list[Result]:
     elapsed = _parallel_ticks(now, processes=2)
     results.append(
         Result(
-            workload="… the same with 2 tick processes in parallel",
+            workload=f"… the same with 2 tick processes of {settings.DUNNING_TICK_WORKERS} workers in parallel",
             ours=DUE_CASES / elapsed,
             baseline=baseline,
             unit="actions/s",

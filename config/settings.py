@@ -273,6 +273,8 @@ DUNNING_GATEWAY_RATE_LIMIT: float = env.float("DUNNING_GATEWAY_RATE_LIMIT", defa
 # Cases claimed per batch, and how long a claim lasts before another tick may take the case over.
 DUNNING_BATCH_SIZE: int = env.int("DUNNING_BATCH_SIZE", default=2000)
 DUNNING_CLAIM_LEASE_SECONDS: int = env.int("DUNNING_CLAIM_LEASE_SECONDS", default=600)
+# Batches one tick process works on at once, each on its own connection (PostgreSQL; always 1 on SQLite).
+DUNNING_TICK_WORKERS: int = env.int("DUNNING_TICK_WORKERS", default=2)
 # A "processing" decline (the processor's own error) is retried this soon, within the retry cap.
 DUNNING_PROCESSING_RETRY_MINUTES: int = env.int("DUNNING_PROCESSING_RETRY_MINUTES", default=60)
 # How often the scheduled tick runs (sync_schedules installs it).

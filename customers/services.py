@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -211,6 +212,22 @@ def invoices_close_many(
     return list(closed)
 
 
+def customers_lock(*, customer_ids: Iterable[int]) -> None:
+    """Lock these customers' rows until the caller's transaction ends, in id order so that two callers
+    never deadlock. For a decision that first reads other rows of the customer (are any of its cases still
+    open?): a concurrent transaction making the same decision waits, then reads what this one committed."""
+    ids = sorted(set(customer_ids))
+    if not ids:
+        return
+    with transaction.atomic(savepoint=False):
+        list(
+            Customer.objects.select_for_update(no_key=True)
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+
+
 def customers_set_entitlement_many(
     *,
     customer_ids: list[int],
@@ -236,6 +253,7 @@ def customers_set_entitlement_many(
             Customer.objects.select_for_update(no_key=True, of=("self",))
             .filter(pk__in=customer_ids)
             .exclude(entitlement_state=state)
+            .order_by("pk")  # one lock order for every caller: no deadlock between tick workers
         )
         if only_from is not None:
             candidates = candidates.filter(entitlement_state__in=only_from)

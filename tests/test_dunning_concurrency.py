@@ -17,10 +17,13 @@ import pytest
 from django.db import connection, connections
 from django.db.models import Count, Q
 
+from customers.models import EntitlementState
+from dunning.gateways.simulated import SimulatedGateway
 from dunning.models import AttemptSource, AttemptStatus, DunningCase, PaymentAttempt, SimulatedCharge
+from dunning.services.cases import invoice_payment_failed
 from dunning.services.charging import ChargeRefused, attempt_charge
 from dunning.services.tick import run_tick
-from tests.factories import TEST_ACTOR, failed_invoice
+from tests.factories import TEST_ACTOR, InvoiceFactory, failed_invoice
 
 pytestmark = [
     pytest.mark.postgres,
@@ -124,3 +127,105 @@ def test_a_staff_retry_racing_a_tick_charges_the_invoice_once(round_number: int)
     assert PaymentAttempt.objects.filter(invoice=invoice, status=AttemptStatus.SUCCEEDED).count() == 1
     case.refresh_from_db()
     assert case.state == "recovered"
+
+
+class _ThreadRecordingGateway(SimulatedGateway):
+    """The simulated gateway, noting which thread made each charge."""
+
+    def __init__(self) -> None:
+        super().__init__(ledger="database", latency_ms=5, rules=[])
+        self.threads: set[str] = set()
+
+    def charge(self, request):  # type: ignore[no-untyped-def]
+        self.threads.add(threading.current_thread().name)
+        return super().charge(request)
+
+
+def test_tick_workers_in_one_process_share_batches_and_settle_each_customer_once(settings) -> None:  # type: ignore[no-untyped-def]
+    settings.DUNNING_GATEWAY_CONCURRENCY = 1  # charges run on the worker threads themselves
+    customers = []
+    for index in range(30):
+        card = "pm_sim_4242424242424242" if index % 2 else "pm_sim_4000000000009995"
+        customers.append((failed_invoice(card=card, failed_at=OPENED)[1].customer, card))
+    for customer, _ in customers:
+        # A second failed invoice of each customer, 30 cases later: in another batch, maybe another worker.
+        second = InvoiceFactory(customer=customer, amount_due_minor=2500, gateway="simulated")
+        invoice_payment_failed(
+            invoice=second, actor=TEST_ACTOR, decline_code="insufficient_funds", failed_at=OPENED
+        )
+    run_tick(now=OPENED + timedelta(hours=1), workers=1)  # the day-0 steps
+    gateway = _ThreadRecordingGateway()
+
+    summary = run_tick(now=OPENED + timedelta(days=1), batch_size=4, workers=3, gateway=gateway)
+
+    assert summary.cases == 60
+    assert summary.counts["retry.succeeded"] == 30 and summary.counts["retry.failed"] == 30
+    assert len(gateway.threads) >= 2, f"one thread did every batch: {gateway.threads}"
+    retries = PaymentAttempt.objects.filter(source=AttemptSource.RETRY)
+    assert retries.count() == 60
+    assert set(
+        retries.values_list("invoice_id", flat=True).annotate(n=Count("id")).values_list("n", flat=True)
+    ) == {1}
+    # A customer whose two cases were both recovered (perhaps by two workers at once) is active again.
+    for customer, card in customers:
+        customer.refresh_from_db()
+        expected = EntitlementState.ACTIVE if card.endswith("4242") else EntitlementState.PAST_DUE
+        assert customer.entitlement_state == expected, (customer.pk, card)
+
+
+def test_an_error_in_one_tick_worker_reaches_the_caller(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from dunning.services import tick
+
+    for _ in range(6):
+        failed_invoice(failed_at=OPENED)
+    run_tick(now=OPENED + timedelta(hours=1), workers=1)
+    record = tick._record_batch
+
+    def failing_in_workers(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if threading.current_thread().name.startswith("tick-worker"):
+            raise RuntimeError("worker failed")
+        return record(*args, **kwargs)
+
+    monkeypatch.setattr(tick, "_record_batch", failing_in_workers)
+    with pytest.raises(RuntimeError, match="worker failed"):
+        run_tick(now=OPENED + timedelta(days=1), batch_size=1, workers=2)
+    # The failed batch rolled back: its attempt stays pending, for the next tick to reconcile.
+    assert PaymentAttempt.objects.filter(source=AttemptSource.RETRY, status=AttemptStatus.PENDING).exists()
+
+
+def test_two_recoveries_of_one_customer_at_once_restore_access() -> None:
+    """The last two open cases of a customer recovered by two transactions at the same moment: each must
+    not decide on access while the other's recovery is still uncommitted."""
+    from django.db import transaction
+
+    from dunning.services.staff import case_mark_paid
+
+    first, invoice, _ = failed_invoice(failed_at=OPENED)
+    customer = invoice.customer
+    second_invoice = InvoiceFactory(customer=customer, amount_due_minor=2500, gateway="simulated")
+    second = invoice_payment_failed(
+        invoice=second_invoice, actor=TEST_ACTOR, decline_code="insufficient_funds", failed_at=OPENED
+    )
+    assert second is not None
+    first_recorded = threading.Event()
+    errors: list[BaseException] = []
+
+    def recover_first_and_hold() -> None:
+        try:
+            with transaction.atomic():
+                case_mark_paid(case=first, actor=TEST_ACTOR, reference="wire 1")
+                first_recorded.set()
+                threading.Event().wait(0.5)  # still uncommitted while the second recovery runs
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=recover_first_and_hold)
+    holder.start()
+    assert first_recorded.wait(10)
+    case_mark_paid(case=second, actor=TEST_ACTOR, reference="wire 2")
+    holder.join()
+    assert errors == []
+    customer.refresh_from_db()
+    assert customer.entitlement_state == EntitlementState.ACTIVE

@@ -391,3 +391,23 @@ def test_no_retry_starts_once_another_charge_of_the_invoice_succeeded() -> None:
     summary = run_tick(now=OPENED + timedelta(days=1))
     assert summary.counts["retry.deferred_in_flight"] == 1
     assert not SimulatedCharge.objects.exists()
+
+
+def test_one_tick_worker_where_other_connections_could_not_help(settings) -> None:  # type: ignore[no-untyped-def]
+    from django.db import transaction
+
+    from dunning.services.tick import tick_workers
+
+    settings.DUNNING_TICK_WORKERS = 3
+    with transaction.atomic():
+        # Inside a transaction another connection would not see its uncommitted rows.
+        assert tick_workers() == 1
+    if connection.vendor == "sqlite":
+        assert tick_workers() == 1  # one writer at a time
+
+
+def test_the_gateway_rate_limit_is_one_bucket_for_the_whole_process() -> None:
+    from dunning.gateways.ratelimit import shared_bucket
+
+    assert shared_bucket(40) is shared_bucket(40.0)
+    assert shared_bucket(40) is not shared_bucket(20)

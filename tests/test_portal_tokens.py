@@ -194,3 +194,17 @@ def test_reading_a_link_writes_nothing(django_assert_num_queries) -> None:  # ty
             portal_token_read(token)
         assert captured.captured_queries[0]["sql"].lstrip().upper().startswith("SELECT")
     assert not PortalAccess.objects.exists()
+
+
+@pytest.mark.parametrize("view", ["portal:page", "portal:card", "portal:pay", "portal:paid"])
+def test_links_are_the_addresses_django_would_reverse(view: str) -> None:
+    from django.urls import reverse
+
+    from dunning.portal.tokens import portal_url
+
+    token = portal_token_make(customer_id=7, invoice_id=9, source="email", version=1)
+    url = portal_url(token, view=view)
+    assert url.endswith(reverse(view, args=[token]))
+    # Anything a signer would not produce goes through reverse (and its quoting) as before.
+    odd = "a b?ü"
+    assert portal_url(odd, view=view).endswith(reverse(view, args=[odd]))

@@ -28,3 +28,17 @@ class TokenBucket:
                     return
                 wait = (1 - self._tokens) / self.rate
             time.sleep(wait)
+
+
+_shared: dict[float, TokenBucket] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_bucket(rate: float) -> TokenBucket:
+    """The process's one bucket for ``rate``: every batch and tick worker draws from it, so the limit holds
+    for the process as a whole rather than per batch (a fresh bucket per batch would also start full)."""
+    with _shared_lock:
+        bucket = _shared.get(rate)
+        if bucket is None:
+            bucket = _shared[rate] = TokenBucket(rate)
+        return bucket

@@ -11,15 +11,17 @@ the customer does.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core import signing
-from django.urls import reverse
+from django.urls import get_script_prefix, get_urlconf, reverse
 
 from dunning.models import INITIAL_TOKEN_VERSION, PortalAccess, RecoveryChannel
 
@@ -99,7 +101,26 @@ def portal_token_make(*, customer_id: int, invoice_id: int | None, source: str, 
 
 def portal_url(token: str, *, view: str = "portal:page") -> str:
     """The absolute address of a portal page, on ``PORTAL_BASE_URL`` (what customers can reach)."""
-    return f"{settings.PORTAL_BASE_URL.rstrip('/')}{reverse(view, args=[token])}"
+    if _URL_SAFE_TOKEN.fullmatch(token) is None:
+        return f"{settings.PORTAL_BASE_URL.rstrip('/')}{reverse(view, args=[token])}"
+    # A tick writes thousands of links; resolving the route once and filling the token in is the same
+    # address (signed tokens only hold characters ``reverse`` leaves unquoted) at a fraction of the cost.
+    head, tail = _around_token(view, get_urlconf() or settings.ROOT_URLCONF, get_script_prefix())
+    return f"{settings.PORTAL_BASE_URL.rstrip('/')}{head}{token}{tail}"
+
+
+# Base64url and the signer's separator (and the leading dot of a compressed payload).
+_URL_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.:-]+")
+_TOKEN_MARKER = "portal-token-marker"
+
+
+@lru_cache(maxsize=64)
+def _around_token(view: str, urlconf: str, script_prefix: str) -> tuple[str, str]:
+    """The parts of a view's path before and after its token (the arguments key the cache)."""
+    head, marker, tail = reverse(view, args=[_TOKEN_MARKER], urlconf=urlconf).partition(_TOKEN_MARKER)
+    if not marker:
+        raise ValueError(f"{view} does not take a token")
+    return head, tail
 
 
 def portal_link_for(

@@ -31,7 +31,7 @@ from dunning.gateways import (
     TruthQuery,
     get_gateway,
 )
-from dunning.gateways.ratelimit import TokenBucket
+from dunning.gateways.ratelimit import shared_bucket
 from dunning.models import (
     AttemptStatus,
     CaseEventKind,
@@ -57,28 +57,36 @@ class ChargeRefused(Exception):
 
 
 def charge_request_for(
-    attempt: PaymentAttempt, invoice: Invoice, method: PaymentMethod | None
+    *,
+    attempt_id: int,
+    amount_minor: int,
+    currency: str,
+    gateway: str,
+    invoice: Invoice,
+    method: PaymentMethod | None,
 ) -> ChargeRequest:
+    """What the gateway is asked for one pending attempt (its id makes the idempotency key)."""
     customer = invoice.customer
     return ChargeRequest(
-        idempotency_key=attempt_idempotency_key(attempt.pk),
-        amount_minor=attempt.amount_minor,
-        currency=attempt.currency,
+        idempotency_key=attempt_idempotency_key(attempt_id),
+        amount_minor=amount_minor,
+        currency=currency,
         customer_ref=customer.gateway_customer_id,
         payment_method_ref=method.gateway_payment_method_id if method else "",
         invoice_number=invoice.number,
-        gateway_invoice_ref=invoice.gateway_invoice_id if invoice.gateway == attempt.gateway else "",
-        metadata={"customer": customer.external_id, "invoice": invoice.number, "attempt": str(attempt.pk)},
+        gateway_invoice_ref=invoice.gateway_invoice_id if invoice.gateway == gateway else "",
+        metadata={"customer": customer.external_id, "invoice": invoice.number, "attempt": str(attempt_id)},
     )
 
 
 def call_gateway(
     gateway: PaymentGateway, requests: Sequence[tuple[int, ChargeRequest]], *, concurrency: int | None = None
 ) -> dict[int, ChargeResult | Exception]:
-    """Charge every request, ``concurrency`` at a time, under the configured requests-per-second limit."""
+    """Charge every request, ``concurrency`` at a time, under the configured requests-per-second limit
+    (shared by every call in the process, so concurrent tick workers stay within it together)."""
     concurrency = concurrency or settings.DUNNING_GATEWAY_CONCURRENCY
     rate = settings.DUNNING_GATEWAY_RATE_LIMIT
-    bucket = TokenBucket(rate) if rate > 0 else None
+    bucket = shared_bucket(rate) if rate > 0 else None
     results: dict[int, ChargeResult | Exception] = {}
     queue = deque(requests)
     lock = threading.Lock()
@@ -189,7 +197,14 @@ def attempt_charge(
             )
             events.flush()
     # Committed: the pending attempt exists before any money can move.
-    request = charge_request_for(attempt, invoice, method)
+    request = charge_request_for(
+        attempt_id=attempt.pk,
+        amount_minor=attempt.amount_minor,
+        currency=attempt.currency,
+        gateway=attempt.gateway,
+        invoice=invoice,
+        method=method,
+    )
     outcome = call_gateway(gateway, [(attempt.pk, request)], concurrency=1)[attempt.pk]
     result, error = result_or_unknown(outcome)
     with transaction.atomic():

@@ -13,7 +13,12 @@ from typing import TYPE_CHECKING, Any
 from customers.actors import Actor
 from customers.models import EntitlementState, InvoiceStatus
 from customers.money import format_money
-from customers.services import AuditBuffer, customers_set_entitlement_many, invoices_close_many
+from customers.services import (
+    AuditBuffer,
+    customers_lock,
+    customers_set_entitlement_many,
+    invoices_close_many,
+)
 from dunning.models import CaseEventKind, CaseState, DunningCase, RecoveryChannel, StepAction
 from dunning.portal.tokens import LinkSource, portal_link_for, token_versions
 from dunning.schedule import step_due_at
@@ -198,6 +203,10 @@ def cases_closed(
     )
     recovered_customers = {case.customer_id for case in cases if case.state == CaseState.RECOVERED}
     if recovered_customers:
+        # Two transactions recovering a customer's last two cases at once would each see the other's case
+        # still open and neither would restore access. With the customer locked first, the second waits
+        # for the first to commit and then sees its case recovered.
+        customers_lock(customer_ids=recovered_customers)
         still_dunning = set(
             DunningCase.objects.filter(
                 customer_id__in=recovered_customers, state__in=[CaseState.OPEN, CaseState.PAUSED]

@@ -36,6 +36,10 @@ from notifications.rendering import CompiledTemplate, TemplateRenderError, Templ
 from notifications.timing import quiet_hours_end
 
 CAP_WINDOW = timedelta(days=7)
+# The columns recipients, quiet hours and the template context use (see ``rendering.customer_context``).
+CUSTOMER_FIELDS = ("email", "name", "company", "locale", "time_zone")
+INVOICE_FIELDS = ("number", "lines", "amount_due_minor", "amount_paid_minor", "currency")
+METHOD_FIELDS = ("customer_id", "type", "brand", "last4", "exp_month", "exp_year")
 # Rows handed to one dispatch task: small enough to spread over workers, large enough to share a connection.
 DISPATCH_CHUNK = 100
 
@@ -176,13 +180,21 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
     customer_ids = {r.customer_id for r in requests}
     invoice_ids = {r.invoice_id for r in requests if r.invoice_id is not None}
 
-    customers = Customer.objects.in_bulk(customer_ids)
+    # Only what recipients, timing and rendering read: a tick's receipts are thousands of rows.
+    customers = Customer.objects.only(*CUSTOMER_FIELDS).in_bulk(customer_ids)
     contacts: dict[int, list[Contact]] = defaultdict(list)
-    for contact in Contact.objects.filter(customer_id__in=customer_ids).order_by("customer_id", "role", "id"):
+    for contact in (
+        Contact.objects.filter(customer_id__in=customer_ids)
+        .only("customer_id", "role", "email", "name")
+        .order_by("customer_id", "role", "id")
+    ):
         contacts[contact.customer_id].append(contact)
-    invoices = Invoice.objects.in_bulk(invoice_ids) if invoice_ids else {}
+    invoices = Invoice.objects.only(*INVOICE_FIELDS).in_bulk(invoice_ids) if invoice_ids else {}
     methods = {
-        m.customer_id: m for m in PaymentMethod.objects.filter(customer_id__in=customer_ids, is_default=True)
+        m.customer_id: m
+        for m in PaymentMethod.objects.filter(customer_id__in=customer_ids, is_default=True).only(
+            *METHOD_FIELDS
+        )
     }
     templates = TemplateSet({r.template_key for r in requests})
 
