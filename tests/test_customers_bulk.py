@@ -73,3 +73,13 @@ def test_fast_instances_behave_like_loaded_ones() -> None:
     built.name = "Ada L."
     built.save(update_fields=["name"])  # an existing row: an UPDATE, not an INSERT
     assert Customer.objects.get(pk=customer.pk).name == "Ada L."
+
+
+@pytest.mark.postgres  # SQLite does not enforce lengths at all
+def test_a_value_too_long_for_its_column_is_refused_not_cut() -> None:
+    from django.db import DataError, transaction
+
+    too_long = "x" * 65  # action is varchar(64)
+    with pytest.raises(DataError), transaction.atomic():
+        insert_rows(AuditEvent, AUDIT_COLUMNS, [(MOMENT, "system", "t", too_long, None, "", {})])
+    assert not AuditEvent.objects.filter(action__startswith="xxx").exists()
