@@ -411,3 +411,23 @@ def test_the_gateway_rate_limit_is_one_bucket_for_the_whole_process() -> None:
 
     assert shared_bucket(40) is shared_bucket(40.0)
     assert shared_bucket(40) is not shared_bucket(20)
+
+
+def test_the_collector_runs_less_often_during_a_tick_and_as_before_after_it() -> None:
+    import gc
+
+    from dunning.services.tick import TICK_GC_THRESHOLD
+
+    seen: list[int] = []
+
+    class Observing(SimulatedGateway):
+        def charge(self, request):  # type: ignore[no-untyped-def]
+            seen.append(gc.get_threshold()[0])
+            return super().charge(request)
+
+    before = gc.get_threshold()
+    failed_invoice(failed_at=OPENED)
+    run_tick(now=OPENED + timedelta(hours=1))
+    run_tick(now=OPENED + timedelta(days=1), gateway=Observing(ledger="memory", rules=[]))
+    assert seen == [TICK_GC_THRESHOLD]
+    assert gc.get_threshold() == before
