@@ -48,7 +48,7 @@ def _populate(now: datetime) -> None:
             """
             INSERT INTO customers_customer (external_id, name, email, company, segment, currency, locale, time_zone,
                 gateway_customer_id, entitlement_state, created_at, updated_at)
-            SELECT 'b-' || g, 'Customer ' || g, '', '', 'smb', 'EUR', 'en', 'UTC', 'cus_' || g, 'past_due', %s, %s
+            SELECT 'b-' || g, 'Customer ' || g, 'billing-' || g || '@example.com', '', 'smb', 'EUR', 'en', 'UTC', 'cus_' || g, 'past_due', %s, %s
             FROM generate_series(1, %s) AS g
             """,
             [now, now, CUSTOMERS],

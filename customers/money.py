@@ -40,8 +40,13 @@ def _currency_pattern(locale_name: str, exponent: int) -> tuple[NumberPattern, L
     return pattern, locale
 
 
+@lru_cache(maxsize=4096)
 def format_money(amount_minor: int, currency: str, locale: str = DEFAULT_LOCALE) -> str:
-    """Format an amount for people: ``format_money(123450, "EUR")`` -> ``"€1,234.50"``."""
+    """Format an amount for people: ``format_money(123450, "EUR")`` -> ``"€1,234.50"``.
+
+    Cached: formatting takes Babel about 40 µs, a tick formats an amount for every message it queues, and
+    most invoices share a few price points.
+    """
     exponent = minor_unit_exponent(currency)
     pattern, babel_locale = _currency_pattern(locale or DEFAULT_LOCALE, exponent)
     return pattern.apply(

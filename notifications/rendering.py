@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -143,8 +144,10 @@ class CompiledTemplate:
 
     def render(self, context: Mapping[str, object], *, locale: str = "en") -> RenderedMessage:
         values = clean_context(self.key, context)
+        locale = locale or "en"
         try:
-            with translation.override(locale or "en"):
+            # Switching is skipped when the language is already active: a batch renders thousands.
+            with nullcontext() if translation.get_language() == locale else translation.override(locale):
                 subject = self.subject.render(Context(values, autoescape=False))
                 body_text = self.body_text.render(Context(values, autoescape=False))
                 body_html = self.body_html.render(Context(values, autoescape=True)) if self.body_html else ""
@@ -242,9 +245,9 @@ def customer_context(
         first = lines[0] if lines and isinstance(lines[0], dict) else {}
         values.update(
             plan=str(first.get("description", "")),
-            amount=format_money(
-                invoice.amount_due_minor - invoice.amount_paid_minor, invoice.currency, locale
-            ),
+            # The caller's amount (a receipt states what was paid) saves formatting one here.
+            amount=extra.get("amount")
+            or format_money(invoice.amount_due_minor - invoice.amount_paid_minor, invoice.currency, locale),
             currency=invoice.currency,
             invoice_number=invoice.number,
             usage_summary=_usage_summary(lines),

@@ -18,7 +18,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers.actors import Actor
-from customers.bulk import insert_rows
+from customers.bulk import insert_rows, instances_from_values
 from customers.models import Contact, ContactRole, Customer, Invoice, PaymentMethod
 from customers.services import audit_record
 from notifications import conf
@@ -228,7 +228,10 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
     cap = conf.cap_per_7_days()
 
     batch = uuid.uuid4()
-    rows: list[Notification] = []
+    # Rows are plain dicts until they are inserted: a tick queues thousands, and model instances (built
+    # only for the rows actually created, at the end) cost more than rendering them.
+    defaults = {field.attname: field.get_default() for field in _INSERT_FIELDS}
+    rows: list[dict[str, object]] = []
     for index, request in enumerate(requests):
         customer = customers.get(request.customer_id)
         if customer is None:
@@ -236,6 +239,7 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
         invoice = invoices.get(request.invoice_id) if request.invoice_id is not None else None
         message_key = _message_key(request.case_ref, request.step_ref)
         base = {
+            **defaults,
             "customer_id": customer.pk,
             "invoice_id": invoice.pk if invoice is not None else None,
             "case_ref": request.case_ref,
@@ -254,13 +258,13 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
         recipients = candidates.get(index, [])
         if not recipients:
             rows.append(
-                Notification(
+                {
                     **base,
-                    recipient="",
-                    status=NotificationStatus.SKIPPED,
-                    reason_code=ReasonCode.NO_RECIPIENT,
-                    status_reason="The customer has no contact and no email address.",
-                )
+                    "recipient": "",
+                    "status": NotificationStatus.SKIPPED,
+                    "reason_code": ReasonCode.NO_RECIPIENT,
+                    "status_reason": "The customer has no contact and no email address.",
+                }
             )
             continue
         known = sent_messages[customer.pk]
@@ -271,23 +275,23 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
             known.add(message_key)  # later requests in this batch see it
         send_after = now if request.customer_requested else quiet_hours_end(now, customer.time_zone) or now
         for address, name in recipients:
-            row = Notification(**base, recipient=address, recipient_name=name[:200])
+            row = {**base, "recipient": address, "recipient_name": name[:200]}
             if address in undeliverable:
-                row.status = NotificationStatus.SKIPPED
-                row.reason_code = ReasonCode.UNDELIVERABLE
-                row.status_reason = f"The address is undeliverable ({undeliverable[address]})."
+                row["status"] = NotificationStatus.SKIPPED
+                row["reason_code"] = ReasonCode.UNDELIVERABLE
+                row["status_reason"] = f"The address is undeliverable ({undeliverable[address]})."
             elif capped:
-                row.status = NotificationStatus.SKIPPED
-                row.reason_code = ReasonCode.CAPPED
-                row.status_reason = (
+                row["status"] = NotificationStatus.SKIPPED
+                row["reason_code"] = ReasonCode.CAPPED
+                row["status_reason"] = (
                     f"The customer already had {len(known)} messages in the last 7 days (cap {cap})."
                 )
             else:
                 _render_into(row, templates, customer, invoice, methods.get(customer.pk), request.context)
-                if row.status == NotificationStatus.QUEUED and send_after > now:
-                    row.send_after = send_after
-                    row.reason_code = ReasonCode.QUIET_HOURS
-                    row.status_reason = "Delayed until the end of the customer's quiet hours."
+                if row["status"] == NotificationStatus.QUEUED and send_after > now:
+                    row["send_after"] = send_after
+                    row["reason_code"] = ReasonCode.QUIET_HOURS
+                    row["status_reason"] = "Delayed until the end of the customer's quiet hours."
             rows.append(row)
 
     # No savepoint of its own: the caller's transaction (the dunning step) is the unit, and the tick's
@@ -300,34 +304,36 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
 
 
 _INSERT_FIELDS = [f for f in Notification._meta.concrete_fields if not f.primary_key]
+_INSERT_ATTNAMES = [f.attname for f in _INSERT_FIELDS]
 
 
-def _insert_new(rows: list[Notification]) -> list[Notification]:
+def _insert_new(rows: list[dict[str, object]]) -> list[Notification]:
     """One INSERT … ON CONFLICT DO NOTHING for the batch; returns the rows actually created, with ids.
 
     Rows that already existed (a repeated request) come back from nothing and are left out. Built without
     Django's bulk_create, whose per-value preparation dominated enqueueing a tick's worth of messages.
     """
     identity = ("customer", "message_key", "channel", "recipient")
+    values = [[row[name] for name in _INSERT_ATTNAMES] for row in rows]
     inserted = insert_rows(
         Notification,
         [f.name for f in _INSERT_FIELDS],
-        [tuple(getattr(row, f.attname) for f in _INSERT_FIELDS) for row in rows],
+        values,
         on_conflict_do_nothing=True,
         returning=("id", *identity),
     )
-    ids = {tuple(values[1:]): values[0] for values in inserted}
+    ids = {tuple(returned[1:]): returned[0] for returned in inserted}
     created = []
-    for row in rows:
-        pk = ids.get((row.customer_id, row.message_key, row.channel, row.recipient))
+    for row, row_values in zip(rows, values, strict=True):
+        pk = ids.get((row["customer_id"], row["message_key"], row["channel"], row["recipient"]))
         if pk is not None:
-            row.pk = pk
-            created.append(row)
-    return sorted(created, key=lambda row: row.pk)
+            created.append((*row_values, pk))
+    notifications = instances_from_values(Notification, [*_INSERT_ATTNAMES, "id"], created)
+    return sorted(notifications, key=lambda row: row.pk)
 
 
 def _render_into(
-    row: Notification,
+    row: dict[str, object],
     templates: TemplateSet,
     customer: Customer,
     invoice: Invoice | None,
@@ -335,10 +341,10 @@ def _render_into(
     extra: Mapping[str, object],
 ) -> None:
     try:
-        compiled, locale = templates.get(row.template_key, customer.locale)
+        compiled, locale = templates.get(str(row["template_key"]), customer.locale)
         context = customer_context(
             customer=customer,
-            contact_name=row.recipient_name,
+            contact_name=str(row["recipient_name"]),
             invoice=invoice,
             payment_method=method,
             extra=extra,
@@ -347,15 +353,17 @@ def _render_into(
         rendered = compiled.render(context, locale=locale)
     except TemplateRenderError as exc:
         # Recorded, not raised: one broken template must not stop the tick for every other customer.
-        row.status = NotificationStatus.FAILED
-        row.reason_code = ReasonCode.RENDER_ERROR
-        row.status_reason = str(exc)
+        row.update(
+            status=NotificationStatus.FAILED, reason_code=ReasonCode.RENDER_ERROR, status_reason=str(exc)
+        )
         return
-    row.locale = locale
-    row.subject = rendered.subject
-    row.body_text = rendered.body_text
-    row.body_html = rendered.body_html
-    row.status = NotificationStatus.QUEUED
+    row.update(
+        locale=locale,
+        subject=rendered.subject,
+        body_text=rendered.body_text,
+        body_html=rendered.body_html,
+        status=NotificationStatus.QUEUED,
+    )
 
 
 def schedule_dispatch(notification_ids: Sequence[int]) -> None:
