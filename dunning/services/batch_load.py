@@ -75,7 +75,7 @@ def claim_due_cases(*, now: datetime, limit: int, lease: timedelta) -> str | Non
         return token if cursor.rowcount else None
 
 
-# What planning, charging and the writer need, read in one query as plain values (see ``_load``).
+# What planning, charging and the writer need, read in one query as plain values (see ``load_batch``).
 # Invoice lines, customer contacts and the like stay in the database.
 CASE_COLUMNS = (
     "id",
@@ -83,7 +83,7 @@ CASE_COLUMNS = (
     "customer_id",
     "policy_version_id",
     # Every column the writer saves, except the two every batch sets itself (``updated_at`` by the
-    # writer, ``claimed_until`` released in ``_record_batch``): a timestamp costs the driver to read.
+    # writer, ``claimed_until`` released by ``tick._record_batch``): a timestamp costs the driver to read.
     *(
         DunningCase._meta.get_field(name).attname
         for name in CASE_MUTABLE_FIELDS
