@@ -120,6 +120,17 @@ def _post_limit(request: HttpRequest, token: str) -> int:
     )
 
 
+def _admit_post(request: HttpRequest, token: str) -> tuple[PortalLink, Customer] | HttpResponse:
+    """What every form post checks first: the rate limits, then the link. The answer page if either fails."""
+    retry_after = _post_limit(request, token)
+    if retry_after:
+        return _too_many(request, retry_after)
+    resolved = _resolve(token)
+    if isinstance(resolved, LinkProblem):
+        return _invalid(request, resolved)
+    return resolved
+
+
 def _page_url(token: str, result: str = "") -> str:
     url = reverse("portal:page", args=[token])
     return f"{url}?{urlencode({'result': result})}" if result else url
@@ -226,13 +237,10 @@ def page(request: HttpRequest, token: str) -> HttpResponse:
 @portal_csrf_protect
 @sensitive_post_parameters("number", "expiry")
 def card(request: HttpRequest, token: str) -> HttpResponse:
-    retry_after = _post_limit(request, token)
-    if retry_after:
-        return _too_many(request, retry_after)
-    resolved = _resolve(token)
-    if isinstance(resolved, LinkProblem):
-        return _invalid(request, resolved)
-    link, customer = resolved
+    admitted = _admit_post(request, token)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    link, customer = admitted
     gateway = get_gateway()
     try:
         if _offers_hosted_page(type(gateway)):
@@ -256,13 +264,10 @@ def card(request: HttpRequest, token: str) -> HttpResponse:
 @require_POST
 @portal_csrf_protect
 def pay(request: HttpRequest, token: str) -> HttpResponse:
-    retry_after = _post_limit(request, token)
-    if retry_after:
-        return _too_many(request, retry_after)
-    resolved = _resolve(token)
-    if isinstance(resolved, LinkProblem):
-        return _invalid(request, resolved)
-    link, customer = resolved
+    admitted = _admit_post(request, token)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    link, customer = admitted
     return _after(services.portal_pay_now(link=link, customer=customer), token)
 
 
@@ -350,13 +355,10 @@ def setup_complete(request: HttpRequest) -> HttpResponse:
     if remembered is None:
         return _invalid(request, LinkProblem.EXPIRED)
     token, reference = remembered
-    retry_after = _post_limit(request, token)
-    if retry_after:
-        return _too_many(request, retry_after)
-    resolved = _resolve(token)
-    if isinstance(resolved, LinkProblem):
-        return _invalid(request, resolved)
-    link, customer = resolved
+    admitted = _admit_post(request, token)
+    if isinstance(admitted, HttpResponse):
+        return admitted
+    link, customer = admitted
     gateway = get_gateway()
     try:
         outcome = services.portal_hosted_page_complete(
