@@ -264,6 +264,11 @@ SIMULATED_GATEWAY: dict[str, object] = {
     # "database" keeps the simulated processor's ledger in a table every process shares.
     "ledger": env.str("SIMULATED_GATEWAY_LEDGER", default="database"),
     "latency_ms": env.int("SIMULATED_GATEWAY_LATENCY_MS", default=0),
+    # Production-like faults for chaos runs: a share of charges fails (timeout, 5xx, timeout after the
+    # money moved) and a share of truth queries fails. Off by default.
+    "chaos": env.float("SIMULATED_GATEWAY_CHAOS", default=0.0),
+    "truth_failures": env.float("SIMULATED_GATEWAY_TRUTH_FAILURES", default=0.0),
+    "seed": env.int("SIMULATED_GATEWAY_SEED", default=None),
 }
 # Prefix of idempotency keys sent to the gateway. Give each installation sharing one gateway account its own.
 DUNNING_IDEMPOTENCY_PREFIX: str = env.str("DUNNING_IDEMPOTENCY_PREFIX", default="dunning")
@@ -279,6 +284,16 @@ DUNNING_TICK_WORKERS: int = env.int("DUNNING_TICK_WORKERS", default=2)
 DUNNING_PROCESSING_RETRY_MINUTES: int = env.int("DUNNING_PROCESSING_RETRY_MINUTES", default=60)
 # How often the scheduled tick runs (sync_schedules installs it).
 DUNNING_TICK_MINUTES: int = env.int("DUNNING_TICK_MINUTES", default=5)
+# The gateway circuit breaker: at least this many failed charges (timeouts, 5xx, rate limits) that are
+# also this share of the calls within the window pause scheduled charging for the cool-down; then a probe
+# batch of a few retries decides.
+DUNNING_CIRCUIT_MIN_FAILURES: int = env.int("DUNNING_CIRCUIT_MIN_FAILURES", default=20)
+DUNNING_CIRCUIT_FAILURE_RATIO: float = env.float("DUNNING_CIRCUIT_FAILURE_RATIO", default=0.5)
+DUNNING_CIRCUIT_WINDOW_SECONDS: int = env.int("DUNNING_CIRCUIT_WINDOW_SECONDS", default=300)
+DUNNING_CIRCUIT_COOLDOWN_SECONDS: int = env.int("DUNNING_CIRCUIT_COOLDOWN_SECONDS", default=300)
+DUNNING_CIRCUIT_PROBE_SIZE: int = env.int("DUNNING_CIRCUIT_PROBE_SIZE", default=10)
+# Unsettled attempts reconciled per tick (each is one truth query, and perhaps the same charge sent again).
+DUNNING_RECONCILE_LIMIT: int = env.int("DUNNING_RECONCILE_LIMIT", default=1000)
 
 # --- Stripe (PAYMENT_GATEWAY=stripe) --------------------------------------------------------------------
 # Every one is documented in README.md ("Connecting a Stripe account").

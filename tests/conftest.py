@@ -30,6 +30,15 @@ def _clear_cache() -> None:
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def _fresh_circuit_counters() -> None:
+    """The circuit breaker's in-process counts must not carry from one test into the next."""
+    from dunning.services import circuit
+
+    with circuit._counters_lock:
+        circuit._counters.clear()
+
+
 @pytest.fixture
 def dunning_seeds(django_db_blocker: object) -> None:
     """Data migrations' rows (decline codes, the default policy) for ``transaction=True`` tests.
@@ -46,6 +55,7 @@ def dunning_seeds(django_db_blocker: object) -> None:
     if not DeclineCode.objects.exists():
         importlib.import_module("dunning.migrations.0002_seed_decline_codes").seed(apps, None)
         importlib.import_module("dunning.migrations.0008_stripe_events").seed(apps, None)
+        importlib.import_module("dunning.migrations.0009_money_safety").seed_internal_codes(apps, None)
     if not DunningPolicy.objects.filter(name="Default").exists():
         importlib.import_module("dunning.migrations.0003_default_policy").create(apps, None)
 

@@ -174,19 +174,19 @@ def test_tick_workers_in_one_process_share_batches_and_settle_each_customer_once
 
 
 def test_an_error_in_one_tick_worker_reaches_the_caller(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from dunning.services import tick
+    from dunning.services import tick_batch
 
     for _ in range(6):
         failed_invoice(failed_at=OPENED)
     run_tick(now=OPENED + timedelta(hours=1), workers=1)
-    record = tick._record_batch
+    record = tick_batch._record_batch
 
     def failing_in_workers(*args, **kwargs):  # type: ignore[no-untyped-def]
         if threading.current_thread().name.startswith("tick-worker"):
             raise RuntimeError("worker failed")
         return record(*args, **kwargs)
 
-    monkeypatch.setattr(tick, "_record_batch", failing_in_workers)
+    monkeypatch.setattr(tick_batch, "_record_batch", failing_in_workers)
     with pytest.raises(RuntimeError, match="worker failed"):
         run_tick(now=OPENED + timedelta(days=1), batch_size=1, workers=2)
     # The failed batch rolled back: its attempt stays pending, for the next tick to reconcile.
