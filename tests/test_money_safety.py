@@ -288,3 +288,31 @@ def test_a_stale_pending_attempt_is_never_settled_by_its_age_alone() -> None:
     assert late.succeeded
     assert SimulatedCharge.objects.filter(succeeded=True).count() == 1
     assert retries(invoice.pk) == [attempt]
+
+
+def test_staff_refund_a_double_payment_from_its_admin_page(client, staff_user) -> None:  # type: ignore[no-untyped-def]
+    from django.contrib.auth.models import Permission
+    from django.urls import reverse
+
+    _, attempt = unknown_attempt_whose_money_moved()
+    invoice_close(invoice=attempt.invoice, status=InvoiceStatus.PAID, actor=TEST_ACTOR, reason="paid by wire")
+    run_tick(now=OPENED + timedelta(days=1, minutes=5))
+    flag = DoublePayment.objects.get()
+    staff_user.user_permissions.add(*Permission.objects.filter(codename="view_doublepayment"))
+    client.force_login(staff_user)
+    page = client.get(reverse("admin:dunning_doublepayment_change", args=[flag.pk]))
+    assert page.status_code == 200
+    refund_url = reverse("admin:dunning_doublepayment_resolve", args=[flag.pk, "refund"])
+    assert refund_url not in page.content.decode()  # viewing is not refunding
+    assert client.post(refund_url).status_code == 403
+    staff_user.user_permissions.add(Permission.objects.get(codename="refund_doublepayment"))
+    page = client.get(reverse("admin:dunning_doublepayment_change", args=[flag.pk]))
+    assert refund_url in page.content.decode()
+    assert "Yes, refund €49.00" in client.get(refund_url).content.decode()
+    assert client.post(refund_url).status_code == 302
+    flag.refresh_from_db()
+    assert flag.status == DoublePaymentStatus.REFUNDED
+    assert flag.resolved_by == staff_user
+    listing = client.get(reverse("admin:dunning_doublepayment_changelist") + "?todo=open")
+    assert listing.status_code == 200
+    assert "0 double payments" in listing.content.decode()

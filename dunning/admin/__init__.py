@@ -1,4 +1,5 @@
-"""Admin for the dunning engine: decline codes, policies, the case queue, attempts, the Stripe inbox."""
+"""Admin for the dunning engine: decline codes, policies, the case queue, attempts, the Stripe inbox,
+double payments and the gateway circuit breaker."""
 
 from dunning.admin import (  # noqa: F401 - registers the ModelAdmins
     attempts,
@@ -6,5 +7,6 @@ from dunning.admin import (  # noqa: F401 - registers the ModelAdmins
     declines,
     policies,
     portal,
+    safety,
     stripe_events,
 )

@@ -144,13 +144,14 @@ def case_retry_now(*, case: DunningCase, actor: Actor) -> PaymentAttempt:
 
 
 def customer_payment_method_updated(
-    *, customer_id: int, actor: Actor, channel: str = RecoveryChannel.CARD_UPDATED
+    *, customer_id: int, actor: Actor, channel: str = RecoveryChannel.CARD_UPDATED, charge: bool = True
 ) -> list[PaymentAttempt]:
     """A customer's payment method changed (card updater, the customer, staff): unblock and retry once.
 
-    Cases blocked by a hard decline or an authentication request on the old method resume, and every open
-    invoice in dunning is charged once, at once, on the new default method (except invoices whose
-    gateway owns their retries: ``STRIPE_RETRY_OWNER=stripe``).
+    Cases blocked by a hard decline or an authentication request on the old method resume, and (unless
+    ``charge`` is False: the caller already charged) every open invoice in dunning is charged once, at
+    once, on the new default method (except invoices whose gateway owns their retries:
+    ``STRIPE_RETRY_OWNER=stripe``).
     """
     now = timezone.now()
     with transaction.atomic():
@@ -179,7 +180,7 @@ def customer_payment_method_updated(
         cases_save(cases=cases, actor=actor, now=now, events=events)
         events.flush()
     attempts = []
-    for case in cases:
+    for case in cases if charge else []:
         if case.state != machine.State.OPEN:
             continue
         invoice = case.invoice
