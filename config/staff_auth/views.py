@@ -69,7 +69,6 @@ def _render(request: HttpRequest, template: str, context: dict[str, Any], status
     }
     response = TemplateResponse(request, template, page, status=status)
     add_never_cache_headers(response)
-    response["Referrer-Policy"] = "no-referrer"
     return response
 
 
@@ -114,7 +113,8 @@ def verify(request: HttpRequest) -> HttpResponse:
                     f"({reverse('admin:mfa_backup_codes')}).",
                 )
             return HttpResponseRedirect(_next_url(request))
-    return _render(request, "staff_auth/verify.html", {"title": "Two-step sign-in", "form": form})
+    context = {"title": "Two-step sign-in", "form": form, "issuer": settings.OTP_TOTP_ISSUER}
+    return _render(request, "staff_auth/verify.html", context)
 
 
 @staff_step
@@ -172,9 +172,10 @@ def backup_codes(request: HttpRequest) -> HttpResponse:
 def locked_out(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
     """django-axes' answer to a locked-out login (``AXES_LOCKOUT_CALLABLE``): 429, in the admin's look."""
     minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60) if settings.AXES_COOLOFF_TIME else 0
-    return _render(
+    response = _render(
         request,
         "staff_auth/locked_out.html",
         {"title": "Sign-in locked", "minutes": minutes, "limit": settings.AXES_FAILURE_LIMIT},
         status=429,
     )
+    return response.render()  # answered from a middleware, where template responses are not rendered
