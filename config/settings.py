@@ -372,6 +372,6 @@ for _name, _bad, _rule in (
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_CALLABLE = "config.staff_auth.views.locked_out"
-AXES_CLIENT_IP_CALLABLE = "dunning.portal.security.client_ip"  # honours PORTAL_TRUSTED_PROXIES
+AXES_CLIENT_IP_CALLABLE = "config.staff_auth.views.login_client_ip"  # honours PORTAL_TRUSTED_PROXIES
 AXES_ENABLE_ADMIN = False  # config/staff_auth/admin.py registers its own pages, with an audited unlock
 AXES_VERBOSE = False

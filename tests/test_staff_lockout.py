@@ -102,3 +102,14 @@ def test_admin_sessions_last_twelve_hours_by_default(clerk, settings) -> None:  
     assert settings.SESSION_COOKIE_AGE == 12 * 3600
     client, _ = attempt("clerk", "right-password")
     assert client.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == 12 * 3600
+
+
+def test_a_sign_in_without_a_usable_address_is_still_counted_by_user_name(clerk, settings) -> None:  # type: ignore[no-untyped-def]
+    settings.PORTAL_TRUSTED_PROXIES = 1  # the proxy's header is read, and here it holds no address
+    for number in range(4):
+        client = Client(REMOTE_ADDR="", HTTP_X_FORWARDED_FOR="not-an-address")
+        response = client.post(LOGIN, {"username": "clerk", "password": f"guess-{number}"})
+        assert response.status_code == 200  # recorded (without an address), not a server error
+    assert set(AccessAttempt.objects.values_list("ip_address", flat=True)) == {None}
+    _, locked = attempt("clerk", "guess-5")
+    assert locked.status_code == 429

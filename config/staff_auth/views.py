@@ -6,6 +6,7 @@ the backup codes) are never cached.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +25,7 @@ from django_otp import login as otp_login
 
 from config.staff_auth import policy, services
 from customers.actors import Actor
+from dunning.portal.security import client_ip as portal_client_ip
 
 LOW_ON_BACKUP_CODES = 3
 
@@ -167,6 +169,16 @@ def backup_codes(request: HttpRequest) -> HttpResponse:
         "staff_auth/backup_codes.html",
         {"title": "Backup codes", "left": services.backup_codes_left(user=user)},
     )
+
+
+def login_client_ip(request: HttpRequest) -> str | None:
+    """The address django-axes records and locks (``AXES_CLIENT_IP_CALLABLE``): the portal's reading of it
+    (``PORTAL_TRUSTED_PROXIES``), or None when that is not an IP address (no REMOTE_ADDR, a unix socket)."""
+    address = portal_client_ip(request)
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
 
 
 def locked_out(request: HttpRequest, original_response: Any = None, credentials: Any = None) -> HttpResponse:
