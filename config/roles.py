@@ -123,11 +123,20 @@ def roles_sync(*, group_model: Any, permission_model: Any, using: str = "default
 
 
 def sync_after_migrate(sender: Any, using: str = "default", **kwargs: Any) -> None:
-    """``post_migrate`` receiver: runs once, after the last app's permissions were created."""
+    """``post_migrate`` receiver: once per ``migrate``, after the last app's permissions were created, and
+    only once the roles migration has run (a partial first ``migrate`` leaves the groups to it)."""
     from django.apps import apps
     from django.contrib.auth.models import Group, Permission
+    from django.db import connections
+    from django.db.migrations.recorder import MigrationRecorder
 
     with_models = [config for config in apps.get_app_configs() if config.models_module is not None]
     if not with_models or sender is not with_models[-1]:
+        return
+    if (
+        not MigrationRecorder(connections[using])
+        .migration_qs.filter(app="config", name="0001_roles")
+        .exists()
+    ):
         return
     roles_sync(group_model=Group, permission_model=Permission, using=using)

@@ -311,3 +311,15 @@ def test_actor_names_the_staff_member_on_collections_actions() -> None:
     client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "mark_paid"]), {"text": "wire 7"})
     note = case.events.get(reason="marked paid offline: wire 7")
     assert (note.actor_user, note.actor_label) == (user, Actor.staff(user).label)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_roles_are_back_after_the_flush_between_transactional_tests() -> None:
+    # Transactional tests end with a flush that empties every table; migrate's post_migrate step (which the
+    # flush sends too) puts the roles back, as on a fresh database.
+    Group.objects.all().delete()
+    from django.core.management import call_command
+
+    call_command("flush", interactive=False, verbosity=0)
+    for name, permissions in ROLES.items():
+        assert _permission_names(Group.objects.get(name=name)) == set(permissions), name
