@@ -99,6 +99,7 @@ def test_first_sign_in_enrols_an_authenticator_and_shows_backup_codes_once(djang
     assert 'src="data:image/svg+xml;base64,' in page  # the QR code is inline: no request leaves the page
     secret = re.search(r'<code class="mfa-secret" id="mfa-secret">([A-Z2-7 ]+)</code>', page).group(1)
     assert secret.replace(" ", "") in device.config_url  # the key typed by hand is the QR code's
+    assert f'href="{device.config_url.replace("&", "&amp;")}"' in page  # a phone opens its own app
     assert landed["Cache-Control"].startswith("max-age=0") and "no-store" in landed["Cache-Control"]
 
     wrong = client.post(ENROL, {"code": "000000"})
