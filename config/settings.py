@@ -6,9 +6,11 @@ root is read too, so ``make run`` can switch on debug mode for local use without
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config.secrets import require_secret_key
 
@@ -354,3 +356,37 @@ REPORTING_DIGEST_RECIPIENTS: list[str] = env.list("REPORTING_DIGEST_RECIPIENTS",
 # rates into it, e.g. REPORTING_CURRENCY=USD REPORTING_EXCHANGE_RATES=EUR=1.08,GBP=1.27,JPY=0.0066
 REPORTING_CURRENCY: str = env.str("REPORTING_CURRENCY", default="")
 REPORTING_EXCHANGE_RATES: dict[str, str] = env.dict("REPORTING_EXCHANGE_RATES", default={})
+
+# --- Staff sign-in: MFA, login lockout, sessions, roles -------------------------------------------------
+# Documented in README.md ("Staff accounts and roles"). The admin is our own site (config/staff_auth/site.py);
+# django-otp verifies a second factor per session, django-axes counts failed logins.
+INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.admin")] = "config.apps.DunningAdminConfig"
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "django_otp.plugins.otp_static", "axes"]
+_after_auth = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1
+MIDDLEWARE[_after_auth:_after_auth] = [
+    "django_otp.middleware.OTPMiddleware",  # is this session verified?
+    "config.staff_auth.middleware.StaffSecurityMiddleware",  # the MFA gate and the CSP of /admin/
+]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as django-axes asks
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Admin sessions last this long from sign-in (the password and the second factor are asked again after).
+SESSION_COOKIE_AGE = int(env.float("ADMIN_SESSION_HOURS", default=12) * 3600)
+OTP_TOTP_ISSUER: str = env.str("ADMIN_MFA_ISSUER", default=f"{COMPANY_NAME} dunning")
+# A user name, and a client address, are locked after this many failed logins in a row, for this long (0: until
+# an admin unlocks them). A successful login clears the count of its user name and address.
+AXES_FAILURE_LIMIT: int = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+_lockout_minutes = env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=30)
+AXES_COOLOFF_TIME = timedelta(minutes=_lockout_minutes) if _lockout_minutes else None
+for _name, _bad, _rule in (
+    ("ADMIN_SESSION_HOURS", SESSION_COOKIE_AGE <= 0, "more than 0"),
+    ("ADMIN_LOGIN_FAILURE_LIMIT", AXES_FAILURE_LIMIT < 1, "1 or more"),
+    ("ADMIN_LOGIN_LOCKOUT_MINUTES", _lockout_minutes < 0, "0 or more"),
+):
+    if _bad:
+        raise ImproperlyConfigured(f"{_name} must be {_rule} (see README.md, Configuration).")
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.staff_auth.views.locked_out"
+AXES_CLIENT_IP_CALLABLE = "config.staff_auth.views.login_client_ip"  # honours PORTAL_TRUSTED_PROXIES
+AXES_ENABLE_ADMIN = False  # config/staff_auth/admin.py registers its own pages, with an audited unlock
+AXES_VERBOSE = False

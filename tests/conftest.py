@@ -17,6 +17,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
+def client():  # type: ignore[no-untyped-def]
+    """pytest-django's client, whose ``force_login`` of a staff member also verifies a second factor (the
+    admin asks for one: config/staff_auth/). ``force_login(user, second_factor=False)`` skips it."""
+    from tests.support.staff import StaffClient
+
+    return StaffClient()
+
+
+@pytest.fixture
+def admin_client(db, admin_user):  # type: ignore[no-untyped-def]
+    """pytest-django's admin client: a superuser, signed in with a verified second factor."""
+    from tests.support.staff import StaffClient
+
+    client = StaffClient()
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
 def staff_user(django_user_model):  # type: ignore[no-untyped-def]
     """A staff member with no permissions at all: tests grant what they need."""
     return django_user_model.objects.create_user(username="finance", password="pw", is_staff=True)

@@ -23,6 +23,7 @@ from customers.money import format_money
 from dunning import state as machine
 from dunning.admin.portal import PortalCaseActionsMixin
 from dunning.models import DunningCase, DunningPolicy
+from dunning.scope import cases_visible_to
 from dunning.selectors import case_timeline
 from dunning.services import staff
 from dunning.services.charging import ChargeRefused
@@ -201,6 +202,10 @@ class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdm
     ]
     fields = readonly_fields
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[DunningCase]:
+        # Collections agents see handed-off cases only: the list, the page, actions and links alike.
+        return cases_visible_to(request.user, super().get_queryset(request))
+
     @admin.display(description="Customer", ordering="customer__name")
     def customer_link(self, case: DunningCase) -> str:
         url = admin_change_url("admin:customers_customer_change", case.customer_id)
@@ -243,7 +248,7 @@ class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdm
         extra_context: dict[str, Any] | None = None,
     ) -> HttpResponse:
         case = get_object_or_404(
-            DunningCase.objects.select_related("customer", "invoice", "policy_version"), pk=object_id
+            self.get_queryset(request).select_related("customer", "invoice", "policy_version"), pk=object_id
         )
         available = [
             (action, reverse("admin:dunning_dunningcase_action", args=[case.pk, action.name]))
@@ -264,7 +269,7 @@ class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdm
             raise PermissionDenied
         if not request.user.has_perm(staff_action.permission):
             raise PermissionDenied
-        case = get_object_or_404(DunningCase.objects.select_related("customer", "invoice"), pk=case_id)
+        case = get_object_or_404(self.get_queryset(request).select_related("customer", "invoice"), pk=case_id)
         change_url = reverse("admin:dunning_dunningcase_change", args=[case.pk])
         error = ""
         if request.method == "POST":

@@ -277,9 +277,11 @@ def _disable_if_failing_too_long(endpoint_id: int, *, now: datetime) -> bool:
 def webhook_delivery_replay(*, delivery: WebhookDelivery, actor: Actor) -> bool:
     """Send a delivery again (same event id and body), now, with a fresh three-day retry window.
 
-    Refused (False) while the endpoint is disabled or the delivery is being attempted.
+    Refused (False) while the endpoint is disabled or the delivery is being attempted. Audited either way:
+    a refused replay names who asked and why nothing was sent.
     """
     now = timezone.now()
+    details = {"delivery_id": delivery.pk, "event_id": delivery.event_id, "endpoint_id": delivery.endpoint_id}
     with transaction.atomic():
         updated = WebhookDelivery.objects.filter(
             pk=delivery.pk,
@@ -292,16 +294,13 @@ def webhook_delivery_replay(*, delivery: WebhookDelivery, actor: Actor) -> bool:
             claim_token=None,
         )
         if not updated:
+            enabled = WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, enabled=True).exists()
+            reason = "being delivered right now" if enabled else "the endpoint is disabled"
+            audit_record(
+                actor=actor, action="webhook_delivery.replay_refused", reason=reason, details=details
+            )
             return False
-        audit_record(
-            actor=actor,
-            action="webhook_delivery.replayed",
-            details={
-                "delivery_id": delivery.pk,
-                "event_id": delivery.event_id,
-                "endpoint_id": delivery.endpoint_id,
-            },
-        )
+        audit_record(actor=actor, action="webhook_delivery.replayed", details=details)
         schedule_delivery([delivery.pk])
     return True
 

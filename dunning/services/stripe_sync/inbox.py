@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from customers.actors import Actor
 from customers.bulk import insert_rows
+from customers.services import audit_record
 from dunning.gateways import GatewayError
 from dunning.gateways.stripe import StripeGateway, WebhookSignatureInvalid, verify_webhook
 from dunning.gateways.stripe_objects import timestamp
@@ -208,12 +209,21 @@ def stripe_events_sweep(*, now: datetime | None = None, limit: int = 500) -> Cou
 def stripe_events_replay(*, pks: Iterable[int], actor: Actor) -> Counter[str]:
     """Re-run events whatever their status (admin action, ``replay_webhooks``). Handlers are idempotent:
     an event whose effects are already there changes nothing. The actor (staff or the command) is what
-    the audit trail shows."""
+    the audit trail shows: every replayed event gets an audit row with who ran it and the outcome, even
+    when the replay changed nothing (what changed, if anything, is on the case timelines too)."""
     counts: Counter[str] = Counter()
     for pk in pks:
         row = StripeEvent.objects.filter(pk=pk).values_list("type", "event_id").first()
         if row is None:
             continue
         label = f"{actor.label} (replay of {row[1]})"
-        counts[stripe_event_process(pk=pk, force=True, actor=replace(actor, label=label)) or "busy"] += 1
+        outcome = stripe_event_process(pk=pk, force=True, actor=replace(actor, label=label)) or "busy"
+        counts[outcome] += 1
+        result, error = StripeEvent.objects.filter(pk=pk).values_list("result", "error").get()
+        audit_record(
+            actor=actor,
+            action="stripe_event.replayed",
+            reason=(error or result)[:500],
+            details={"stripe_event_pk": pk, "event_id": row[1], "type": row[0], "outcome": outcome},
+        )
     return counts
