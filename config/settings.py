@@ -105,8 +105,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------------------
 REDIS_URL: str = env.str("REDIS_URL", default="")
+# Names this installation in a shared Redis: django-q2's queue and the prefix of every cache key (rate limits
+# included), so two installations on one Redis share neither work nor counters.
+Q_CLUSTER_NAME: str = env.str("Q_CLUSTER_NAME", default="dunning")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": Q_CLUSTER_NAME,
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -114,7 +123,7 @@ else:
 # Business retries live in our own tables (next action times), so the queue never redelivers on its own
 # schedule: ``retry`` is longer than ``timeout`` and missed schedules are not caught up.
 Q_CLUSTER: dict[str, object] = {
-    "name": "dunning",
+    "name": Q_CLUSTER_NAME,
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": 300,
     "retry": 360,

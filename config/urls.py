@@ -19,6 +19,7 @@ urlpatterns = [
     path("admin/reports/", include("reporting.urls")),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
+    path("healthz/live", healthz, name="healthz-live"),
     # Banner API (/api/v1/banners/...) and the email provider's tracking webhooks.
     path("", include("notifications.urls")),
     path("anymail/", include("anymail.urls")),
