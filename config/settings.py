@@ -180,6 +180,9 @@ SERVER_EMAIL: str = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ANYMAIL: dict[str, object] = {
     "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default=""),
 }
+# The provider whose tracking webhook is served at /anymail/<provider>/tracking/ (e.g. postmark); empty
+# serves none. Other providers' addresses answer 404.
+ANYMAIL_PROVIDER: str = env.str("ANYMAIL_PROVIDER", default="")
 
 # --- Security (production) ------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True

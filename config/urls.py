@@ -20,9 +20,9 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("healthz/live", healthz, name="healthz-live"),
-    # Banner API (/api/v1/banners/...) and the email provider's tracking webhooks.
+    # Banner API (/api/v1/banners/...) and the configured email provider's tracking webhook
+    # (/anymail/<ANYMAIL_PROVIDER>/tracking/).
     path("", include("notifications.urls")),
-    path("anymail/", include("anymail.urls")),
     # The customers' payment-update page: /portal/<signed token>/ (dunning/portal/).
     path("portal/", include("dunning.portal.urls")),
     # Stripe's webhook endpoint: /webhooks/stripe/.

@@ -10,7 +10,8 @@ class NotificationsConfig(AppConfig):
     def ready(self) -> None:
         from anymail.signals import tracking
 
+        from notifications import checks  # noqa: F401 (registers the system checks)
         from notifications.signals import on_anymail_tracking
 
-        # anymail's tracking webhooks (mounted under /anymail/) arrive here.
+        # The configured provider's tracking webhook (/anymail/<provider>/tracking/) arrives here.
         tracking.connect(on_anymail_tracking, dispatch_uid="notifications.anymail_tracking")
