@@ -143,8 +143,7 @@ def accounts_import(
     records = csv_source.records()
     header = next(records, None)
     if header is None:
-        errors.extend([RowError(1, "", "The file is empty: its first line must be the header row.")])
-        return _finish(report, errors, csv_source, started)
+        raise UnreadableFile("the file is empty: its first line must be the header row.")
     layout = read_header(*header)
     report.ignored_columns = layout.ignored
     report.delimiter = csv_source.delimiter
