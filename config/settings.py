@@ -268,6 +268,12 @@ WEBHOOKS_ALLOW_HTTP_HOSTS: list[str] = env.list("WEBHOOKS_ALLOW_HTTP_HOSTS", def
 WEBHOOKS_ALLOW_PRIVATE_ADDRESSES: bool = env.bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", default=False)
 WEBHOOKS_TIMEOUT_SECONDS: float = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=10.0)
 WEBHOOKS_DISABLE_AFTER_HOURS: int = env.int("WEBHOOKS_DISABLE_AFTER_HOURS", default=72)
+# Privacy: days the bodies of sent messages, and the payloads of webhooks (Stripe's events, our outgoing
+# deliveries), are kept; a daily task empties older ones (the rows stay). 0 keeps them forever.
+NOTIFICATIONS_MESSAGE_BODY_RETENTION_DAYS: int = env.int(
+    "NOTIFICATIONS_MESSAGE_BODY_RETENTION_DAYS", default=180
+)
+WEBHOOK_PAYLOAD_RETENTION_DAYS: int = env.int("WEBHOOK_PAYLOAD_RETENTION_DAYS", default=90)
 
 # --- Dunning engine -------------------------------------------------------------------------------------
 # simulated (default), stripe, or a dotted path to a dunning.gateways.PaymentGateway subclass.

@@ -277,19 +277,24 @@ def _disable_if_failing_too_long(endpoint_id: int, *, now: datetime) -> bool:
 def webhook_delivery_replay(*, delivery: WebhookDelivery, actor: Actor) -> bool:
     """Send a delivery again (same event id and body), now, with a fresh three-day retry window.
 
-    Refused (False) while the endpoint is disabled or the delivery is being attempted.
+    Refused (False) while the endpoint is disabled or the delivery is being attempted, and once its body
+    was purged.
     """
     now = timezone.now()
     with transaction.atomic():
-        updated = WebhookDelivery.objects.filter(
-            pk=delivery.pk,
-            endpoint__enabled=True,
-            status__in=[DeliveryStatus.FAILED, DeliveryStatus.SUCCEEDED, DeliveryStatus.PENDING],
-        ).update(
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=now,
-            give_up_at=now + RETRY_WINDOW,
-            claim_token=None,
+        updated = (
+            WebhookDelivery.objects.filter(
+                pk=delivery.pk,
+                endpoint__enabled=True,
+                status__in=[DeliveryStatus.FAILED, DeliveryStatus.SUCCEEDED, DeliveryStatus.PENDING],
+            )
+            .exclude(body="")  # purged after WEBHOOK_PAYLOAD_RETENTION_DAYS: nothing left to send
+            .update(
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=now,
+                give_up_at=now + RETRY_WINDOW,
+                claim_token=None,
+            )
         )
         if not updated:
             return False
