@@ -232,6 +232,17 @@ LOGGING = {
     },
 }
 
+# --- Operations (README, "Operations") -----------------------------------------------------------------
+# Bearer token of the Prometheus scraper on /metrics (staff who may view the reports can read it too).
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+# /healthz fails when no tick finished, or a schedule is overdue, for longer than this.
+HEALTHZ_TICK_MAX_AGE_MINUTES: int = env.int(
+    "HEALTHZ_TICK_MAX_AGE_MINUTES", default=3 * env.int("DUNNING_TICK_MINUTES", default=5)
+)
+# LOG_FORMAT=json writes one JSON object per log line (for log shippers); plain is the default.
+if env.str("LOG_FORMAT", default="plain").lower() == "json":
+    LOGGING["formatters"]["plain"] = {"()": "config.json_logs.JsonFormatter"}  # type: ignore[index]
+
 # --- Product settings -----------------------------------------------------------------------------------
 # Shown on customer-facing pages and emails.
 COMPANY_NAME: str = env.str("COMPANY_NAME", default="Example SaaS")

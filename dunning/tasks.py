@@ -10,6 +10,7 @@ from dunning.services.privacy import stripe_payloads_purge
 from dunning.services.stripe_sync import stripe_event_process, stripe_events_sweep
 from dunning.services.stripe_sync.reconcile import stripe_reconcile_scheduled
 from dunning.services.tick import run_tick
+from dunning.signals import timed_tick
 
 
 def remind_expiring_cards() -> str:
@@ -19,7 +20,8 @@ def remind_expiring_cards() -> str:
 
 def run_dunning_tick() -> str:
     """The scheduled tick. Business retries live in our tables, so a missed run simply runs later."""
-    return "\n".join(run_tick().lines())
+    with timed_tick():
+        return "\n".join(run_tick().lines())
 
 
 def portal_send_fresh_link(email: str) -> int:
