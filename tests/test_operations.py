@@ -202,3 +202,47 @@ def test_json_logs_are_one_object_per_line_with_tokens_redacted() -> None:
     ]
     assert lines[0]["message"] == "opened /portal/[redacted]/ twice"
     assert "ValueError: bad" in lines[1]["exception"]
+
+
+def test_a_scrape_runs_the_same_queries_whatever_the_number_of_rows() -> None:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    failed_invoice(failed_at=timezone.now() - timedelta(hours=1))
+    run_dunning_tick()
+    with CaptureQueriesContext(connection) as few:
+        scrape()
+    for _ in range(4):
+        failed_invoice(failed_at=timezone.now() - timedelta(hours=1))
+    run_dunning_tick()
+    with CaptureQueriesContext(connection) as more:
+        scrape()
+    assert len(few) == len(more) <= 16
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("dunning_seeds")
+def test_a_tick_in_another_process_moves_the_figures_every_process_reads() -> None:
+    from django.db import connection, connections
+
+    failed_invoice(failed_at=timezone.now() - timedelta(hours=1))
+    conf = connection.settings_dict
+    url = f"postgres://{conf['USER'] or 'postgres'}@{conf['HOST'] or '127.0.0.1'}:{conf['PORT'] or 5432}/{conf['NAME']}"
+    if conf["PASSWORD"]:
+        url = url.replace("@", f":{conf['PASSWORD']}@", 1)
+    connections.close_all()
+    done = subprocess.run(
+        [sys.executable, "manage.py", "run_dunning"],
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings_test", "DATABASE_URL": url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    figures = scrape()  # this process never ran a tick
+    assert _value(figures, "dunning_ticks_total") == 1
+    assert _value(figures, "dunning_tick_actions_total", kind="email") == 1
+    assert _value(figures, "dunning_tick_duration_seconds_count") == 1
+    assert _value(figures, "dunning_due_cases") == 0
