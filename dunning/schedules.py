@@ -20,12 +20,6 @@ def schedules() -> list[dict[str, object]]:
             "func": "dunning.tasks.remind_expiring_cards",
             "schedule_type": "D",  # daily
         },
-        {
-            # Privacy: Stripe event payloads past WEBHOOK_PAYLOAD_RETENTION_DAYS.
-            "name": "dunning: purge expired Stripe payloads",
-            "func": "dunning.tasks.purge_expired_stripe_payloads",
-            "schedule_type": "D",
-        },
     ]
     if settings.PAYMENT_GATEWAY == "stripe":
         wanted += [
@@ -42,6 +36,12 @@ def schedules() -> list[dict[str, object]]:
                 "func": "dunning.tasks.sweep_stripe_events",
                 "schedule_type": "I",
                 "minutes": 5,
+            },
+            {
+                # Privacy: Stripe event payloads past WEBHOOK_PAYLOAD_RETENTION_DAYS.
+                "name": "dunning: purge expired Stripe payloads",
+                "func": "dunning.tasks.purge_expired_stripe_payloads",
+                "schedule_type": "D",
             },
         ]
     return wanted
