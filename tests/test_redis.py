@@ -145,6 +145,7 @@ class _Server:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("dunning_seeds")
 def test_a_portal_limit_holds_across_two_server_processes(_isolated_cache: str) -> None:
     """Four posts per link, alternately to two web processes: the fifth is refused, whichever process gets
     it. With a per-process cache each process would count only its own and let eight through."""
