@@ -107,8 +107,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------------------
 REDIS_URL: str = env.str("REDIS_URL", default="")
+# Names this installation in a shared Redis: django-q2's queue and the prefix of every cache key (rate limits
+# included), so two installations on one Redis share neither work nor counters.
+Q_CLUSTER_NAME: str = env.str("Q_CLUSTER_NAME", default="dunning")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": Q_CLUSTER_NAME,
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -116,7 +125,7 @@ else:
 # Business retries live in our own tables (next action times), so the queue never redelivers on its own
 # schedule: ``retry`` is longer than ``timeout`` and missed schedules are not caught up.
 Q_CLUSTER: dict[str, object] = {
-    "name": "dunning",
+    "name": Q_CLUSTER_NAME,
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": 300,
     "retry": 360,
@@ -173,6 +182,9 @@ SERVER_EMAIL: str = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ANYMAIL: dict[str, object] = {
     "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default=""),
 }
+# The provider whose tracking webhook is served at /anymail/<provider>/tracking/ (e.g. postmark); empty
+# serves none. Other providers' addresses answer 404.
+ANYMAIL_PROVIDER: str = env.str("ANYMAIL_PROVIDER", default="")
 
 # --- Security (production) ------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
@@ -222,6 +234,17 @@ LOGGING = {
     },
 }
 
+# --- Operations (README, "Operations") -----------------------------------------------------------------
+# Bearer token of the Prometheus scraper on /metrics (staff who may view the reports can read it too).
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+# /healthz fails when no tick finished, or a schedule is overdue, for longer than this.
+HEALTHZ_TICK_MAX_AGE_MINUTES: int = env.int(
+    "HEALTHZ_TICK_MAX_AGE_MINUTES", default=3 * env.int("DUNNING_TICK_MINUTES", default=5)
+)
+# LOG_FORMAT=json writes one JSON object per log line (for log shippers); plain is the default.
+if env.str("LOG_FORMAT", default="plain").lower() == "json":
+    LOGGING["formatters"]["plain"] = {"()": "config.json_logs.JsonFormatter"}  # type: ignore[index]
+
 # --- Product settings -----------------------------------------------------------------------------------
 # Shown on customer-facing pages and emails.
 COMPANY_NAME: str = env.str("COMPANY_NAME", default="Example SaaS")
@@ -258,6 +281,12 @@ WEBHOOKS_ALLOW_HTTP_HOSTS: list[str] = env.list("WEBHOOKS_ALLOW_HTTP_HOSTS", def
 WEBHOOKS_ALLOW_PRIVATE_ADDRESSES: bool = env.bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", default=False)
 WEBHOOKS_TIMEOUT_SECONDS: float = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=10.0)
 WEBHOOKS_DISABLE_AFTER_HOURS: int = env.int("WEBHOOKS_DISABLE_AFTER_HOURS", default=72)
+# Privacy: days the bodies of sent messages, and the payloads of webhooks (Stripe's events, our outgoing
+# deliveries), are kept; a daily task empties older ones (the rows stay). 0 keeps them forever.
+NOTIFICATIONS_MESSAGE_BODY_RETENTION_DAYS: int = env.int(
+    "NOTIFICATIONS_MESSAGE_BODY_RETENTION_DAYS", default=180
+)
+WEBHOOK_PAYLOAD_RETENTION_DAYS: int = env.int("WEBHOOK_PAYLOAD_RETENTION_DAYS", default=90)
 
 # --- Dunning engine -------------------------------------------------------------------------------------
 # simulated (default), stripe, or a dotted path to a dunning.gateways.PaymentGateway subclass.

@@ -18,6 +18,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from customers.admin_csv import AccountCsvAdminMixin
+from customers.admin_privacy import CustomerPrivacyAdminMixin
 from customers.admin_tools import (
     IndexedValuesFilter,
     LargeTableAdminMixin,
@@ -131,7 +132,7 @@ class RecentInvoiceInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(AccountCsvAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+class CustomerAdmin(CustomerPrivacyAdminMixin, AccountCsvAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
     list_display = [
         "external_id",
         "name",
@@ -145,14 +146,24 @@ class CustomerAdmin(AccountCsvAdminMixin, LargeTableAdminMixin, admin.ModelAdmin
     list_display_links = ["external_id", "name"]
     search_fields = ["external_id", "name", "email", "company"]
     list_filter = ["entitlement_state", SegmentFilter, CustomerCurrencyFilter]
-    readonly_fields = ["overdue_balance", "invoices_link", "created_at", "updated_at"]
+    readonly_fields = ["overdue_balance", "invoices_link", "created_at", "updated_at", "erased_at"]
     inlines = [ContactInline, PaymentMethodInline, RecentInvoiceInline]
+    actions = ["export_personal_data", "erase_personal_data"]
     fieldsets = [
         (None, {"fields": ["external_id", "name", "email", "company"]}),
         ("Billing", {"fields": ["segment", "currency", "locale", "time_zone", "gateway_customer_id"]}),
         (
             "Status",
-            {"fields": ["entitlement_state", "overdue_balance", "invoices_link", "created_at", "updated_at"]},
+            {
+                "fields": [
+                    "entitlement_state",
+                    "overdue_balance",
+                    "invoices_link",
+                    "created_at",
+                    "updated_at",
+                    "erased_at",
+                ]
+            },
         ),
     ]
 

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
 import pytest
 from django.db import connection
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``postgres`` need row locks and real concurrency; on SQLite they skip with a reason."""
-    if connection.vendor == "postgresql":
-        return
-    skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://... (CI runs it)")
+    """Tests marked ``postgres`` need row locks and real concurrency; on SQLite they skip with a reason.
+    Tests marked ``redis`` need a shared cache and broker; without ``REDIS_URL`` they skip with a reason."""
+    from django.conf import settings
+
+    skips = {}
+    if connection.vendor != "postgresql":
+        skips["postgres"] = pytest.mark.skip(
+            reason="needs PostgreSQL: set DATABASE_URL=postgres://... (CI runs it)"
+        )
+    if not settings.REDIS_URL:
+        skips["redis"] = pytest.mark.skip(reason="needs Redis: set REDIS_URL=redis://... (CI runs it)")
     for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if marker in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture
@@ -42,11 +53,41 @@ def staff_user(django_user_model):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache() -> None:
-    """Cached admin filter choices and rate-limit counters must not leak from one test into the next."""
+def _isolated_cache(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Cached admin filter choices and rate-limit counters must not leak from one test into the next.
+
+    On Redis (``REDIS_URL``) every test gets a key prefix of its own, and its keys are deleted afterwards:
+    the database may be shared with other runs, so it is never flushed. Yields the prefix ("" locally).
+    """
     from django.core.cache import cache
 
-    cache.clear()
+    if not redis_cache_configured():
+        cache.clear()
+        yield ""
+        return
+    prefix = f"{settings.Q_CLUSTER_NAME}-{uuid.uuid4().hex[:12]}"
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": prefix}}
+    yield prefix
+    redis_delete_prefixed(prefix)
+
+
+def redis_cache_configured() -> bool:
+    from django.conf import settings
+
+    return settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
+
+
+def redis_delete_prefixed(prefix: str) -> int:
+    """Delete the keys under ``prefix:`` (a test's cache keys), never anything else."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        return client.delete(*keys) if keys else 0
+    finally:
+        client.close()
 
 
 @pytest.fixture(autouse=True)

@@ -11,6 +11,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from dunning.services.tick import TickSummary, run_tick
+from dunning.signals import timed_tick
 
 
 def parse_now(value: str) -> datetime:
@@ -42,7 +43,8 @@ class Command(BaseCommand):
             if interactive:
                 self.stderr.write(f"\r{summary.cases} cases processed…", ending="")
 
-        summary = run_tick(now=moment, dry_run=dry_run, limit=limit, progress=progress)
+        with timed_tick():  # its duration reaches the metrics (tick_finished)
+            summary = run_tick(now=moment, dry_run=dry_run, limit=limit, progress=progress)
         if interactive:
             self.stderr.write("")
         self.stdout.write(f"Tick at {moment.isoformat()}")

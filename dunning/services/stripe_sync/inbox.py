@@ -25,6 +25,7 @@ from django.utils import timezone
 from customers.actors import Actor
 from customers.bulk import insert_rows
 from customers.services import audit_record
+from customers.validators import json_text_problem
 from dunning.gateways import GatewayError
 from dunning.gateways.stripe import StripeGateway, WebhookSignatureInvalid, verify_webhook
 from dunning.gateways.stripe_objects import timestamp
@@ -130,7 +131,30 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> Stored:
     except ValueError as exc:
         _store_invalid(payload, str(exc))
         raise WebhookPayloadInvalid(str(exc)) from exc
+    problem = _event_problem(event)
+    if problem:
+        _store_invalid(payload, problem)
+        raise WebhookPayloadInvalid(problem)
     return stripe_event_store(event=event)
+
+
+# Stripe's timestamps: seconds since 1970, before the year 3000.
+MAX_TIMESTAMP = 32_503_680_000
+
+
+def _event_problem(event: Mapping[str, Any]) -> str | None:
+    """Why a correctly signed event cannot be stored as it is (types and bytes), or None."""
+    if not isinstance(event["id"], str) or not isinstance(event["type"], str):
+        return "the event's id and type must be strings"
+    created = event.get("created")
+    if created is not None and (
+        isinstance(created, bool) or not isinstance(created, int) or not 0 <= created < MAX_TIMESTAMP
+    ):
+        return "the event's created time must be a Unix timestamp"
+    if not isinstance(event.get("api_version") or "", str):
+        return "the event's api_version must be a string"
+    problem = json_text_problem(event)
+    return f"the event {problem}" if problem else None
 
 
 def _claim(pk: int, *, now: datetime, force: bool) -> bool:
