@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from dunning.models import CaseEvent, DunningCase, PaymentAttempt, StepAction
+from dunning.models import AttemptSource, AttemptStatus, CaseEvent, DunningCase, PaymentAttempt, StepAction
 from dunning.schedule import step_due_at
 
 ACTION_ICONS = {
@@ -112,3 +112,34 @@ def case_timeline(*, case: DunningCase) -> CaseTimeline:
         )
         upcoming = [entry for day in days for entry in day.entries if entry.index >= case.next_step_index]
     return CaseTimeline(events=events, attempts=attempts, upcoming=upcoming)
+
+
+@dataclass(frozen=True)
+class RetryCounts:
+    """A case's retries, counted the way the case page and the recovery report both show them.
+
+    ``with_result``: attempts after the first failure that have a result (scheduled retries, staff, the
+    portal, card updates), the reports' "retries with a result". ``scheduled``: the policy's own retries,
+    counted against its cap (``cap``).
+    """
+
+    with_result: int
+    scheduled: int
+    cap: int
+
+
+def case_retry_counts(*, case: DunningCase, attempts: Sequence[PaymentAttempt] | None = None) -> RetryCounts:
+    """``attempts`` may be the case's attempts already loaded (the case page has them); else one query."""
+    if attempts is None:
+        attempts = list(case.attempts.all())
+    settled = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED)
+    with_result = sum(
+        1
+        for attempt in attempts
+        if attempt.case_id == case.pk
+        and attempt.source != AttemptSource.INITIAL
+        and attempt.status in settled
+    )
+    return RetryCounts(
+        with_result=with_result, scheduled=case.retry_count, cap=case.policy_version.max_retries
+    )

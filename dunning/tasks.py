@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from dunning.portal.services import portal_fresh_link_send
 from dunning.services.predunning import predunning_expiring_cards_remind
+from dunning.services.staff import cases_resume_due
 from dunning.services.stripe_sync import stripe_event_process, stripe_events_sweep
 from dunning.services.stripe_sync.reconcile import stripe_reconcile_scheduled
 from dunning.services.tick import run_tick
@@ -17,8 +18,12 @@ def remind_expiring_cards() -> str:
 
 
 def run_dunning_tick() -> str:
-    """The scheduled tick. Business retries live in our tables, so a missed run simply runs later."""
-    return "\n".join(run_tick().lines())
+    """The scheduled tick. Business retries live in our tables, so a missed run simply runs later.
+
+    Pauses whose resume date has come end first, so their cases take part in this tick.
+    """
+    resumed = cases_resume_due(now=timezone.now())
+    return "\n".join([f"resumed: {len(resumed)} paused case(s)", *run_tick().lines()])
 
 
 def portal_send_fresh_link(email: str) -> int:

@@ -151,11 +151,11 @@ def test_staff_actions_need_their_permissions(client, staff_user) -> None:  # ty
     client.force_login(staff_user)
     staff_user.user_permissions.add(Permission.objects.get(codename="view_dunningcase"))
     pause_url = reverse("admin:dunning_dunningcase_action", args=[case.pk, "pause"])
-    assert client.post(pause_url).status_code == 403
+    assert client.post(pause_url, {"text": "Customer on holiday"}).status_code == 403
     staff_user.user_permissions.add(Permission.objects.get(codename="manage_dunningcase"))
     staff_user = type(staff_user).objects.get(pk=staff_user.pk)  # drop the permission cache
     client.force_login(staff_user)
-    assert client.post(pause_url).status_code == 302
+    assert client.post(pause_url, {"text": "Customer on holiday"}).status_code == 302
     case.refresh_from_db()
     assert case.state == CaseState.PAUSED
     retry_url = reverse("admin:dunning_dunningcase_action", args=[case.pk, "retry"])
@@ -183,9 +183,11 @@ def test_retry_now_asks_for_confirmation_then_charges_once(admin_client) -> None
 def test_mark_paid_needs_a_reference_and_records_it(admin_client) -> None:  # type: ignore[no-untyped-def]
     case, invoice, _ = failed_invoice()
     url = reverse("admin:dunning_dunningcase_action", args=[case.pk, "mark_paid"])
-    response = admin_client.post(url, {"text": ""})
-    assert "Payment reference is required." in response.content.decode()
-    admin_client.post(url, {"text": "SEPA transfer 2026-0412"})
+    form = {"amount": "49.00", "paid_on": timezone.localdate().isoformat(), "method": "bank_transfer"}
+    response = admin_client.post(url, {**form, "reference": ""})
+    assert response.status_code == 200
+    assert response.context["form"].errors["reference"] == ["This field is required."]
+    admin_client.post(url, {**form, "reference": "SEPA transfer 2026-0412"})
     case.refresh_from_db()
     assert (case.state, case.recovery_channel) == (CaseState.RECOVERED, "staff")
     assert case.events.filter(kind=CaseEventKind.NOTE, reason__contains="SEPA transfer 2026-0412").exists()
@@ -226,7 +228,7 @@ def test_bulk_pause_goes_through_the_service(admin_client) -> None:  # type: ign
 def test_resuming_shifts_the_remaining_schedule(admin_client) -> None:  # type: ignore[no-untyped-def]
     case, _, _ = failed_invoice(failed_at=timezone.now() - timedelta(hours=1))
     before = case.next_action_at
-    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "pause"]))
+    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "pause"]), {"text": "call"})
     case.refresh_from_db()
     case.paused_at -= timedelta(days=2)  # as if it had been paused for two days
     case.save(update_fields=["paused_at"])
