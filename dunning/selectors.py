@@ -8,11 +8,21 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from dunning.models import AttemptSource, AttemptStatus, CaseEvent, DunningCase, PaymentAttempt, StepAction
+from dunning.models import (
+    AttemptSource,
+    AttemptStatus,
+    CaseEvent,
+    CaseEventKind,
+    CaseState,
+    DunningCase,
+    PaymentAttempt,
+    StepAction,
+)
 from dunning.schedule import step_due_at
+from notifications.models import Audience, Notification
 
 ACTION_ICONS = {
     StepAction.RETRY: "↻",
@@ -143,3 +153,35 @@ def case_retry_counts(*, case: DunningCase, attempts: Sequence[PaymentAttempt] |
     return RetryCounts(
         with_result=with_result, scheduled=case.retry_count, cap=case.policy_version.max_retries
     )
+
+
+@dataclass(frozen=True)
+class CustomerDunning:
+    """The dunning side of a customer page: open cases, the last messages and the portal visits."""
+
+    open_cases: list[DunningCase]
+    messages: list[Notification]
+    portal_visits: list[CaseEvent]
+
+
+def customer_dunning(*, customer_id: int, limit: int = 10) -> CustomerDunning:
+    """Three queries whatever the customer's history: active cases (with their invoice and policy), the
+    latest customer messages with opens and clicks, and the latest visits to the payment portal."""
+    from dunning.portal.services import PortalAction  # the portal's services import the engine's
+
+    open_cases = list(
+        DunningCase.objects.filter(customer_id=customer_id, state__in=[CaseState.OPEN, CaseState.PAUSED])
+        .select_related("invoice", "policy_version__policy")
+        .order_by(F("next_action_at").asc(nulls_last=True), "id")
+    )
+    messages = list(
+        Notification.objects.filter(customer_id=customer_id, audience=Audience.CUSTOMER).order_by(
+            "-created_at", "-id"
+        )[:limit]
+    )
+    visits = list(
+        CaseEvent.objects.filter(
+            case__customer_id=customer_id, kind=CaseEventKind.PORTAL, details__action=PortalAction.VISIT.value
+        ).order_by("-occurred_at", "-id")[:limit]
+    )
+    return CustomerDunning(open_cases=open_cases, messages=messages, portal_visits=visits)
