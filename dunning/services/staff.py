@@ -294,14 +294,15 @@ def case_record_offline_payment(
         }
         events = EventBuffer()
         if amount < remaining:
-            invoice_payment_record(
+            if not invoice_payment_record(
                 invoice=invoice,
                 amount_minor=amount,
                 actor=actor,
                 paid_at=paid_at,
                 reason="part payment received outside the gateway",
                 details=details,
-            )
+            ):
+                raise ValidationError(f"Invoice {invoice.number} changed meanwhile; open the case again.")
             left = remaining - amount
             events.add(
                 case_id=case.pk,
