@@ -5,23 +5,30 @@ from django.db.models.signals import post_migrate
 
 class ConfigConfig(AppConfig):
     """Project-level wiring: commands that span every app (serve, bootstrap, schedules), staff sign-in
-    (config/staff_auth/) and the staff roles (config/roles.py)."""
+    (config/staff_auth/), the staff roles (config/roles.py), the admin home and the record of finished
+    ticks it shows."""
 
     name = "config"
-    verbose_name = "Project"
+    verbose_name = "Operations"
 
     def ready(self) -> None:
+        from config.receivers import record_tick
         from config.roles import sync_after_migrate
+        from dunning.signals import tick_finished
 
         post_migrate.connect(sync_after_migrate, dispatch_uid="config.roles.sync_after_migrate")
+        tick_finished.connect(record_tick, dispatch_uid="config.record_tick")
 
 
-class DunningAdminConfig(admin_apps.AdminConfig):
-    """django.contrib.admin with our site: a verified second factor for staff who need one."""
+class BackOfficeAdminConfig(admin_apps.AdminConfig):
+    """``django.contrib.admin`` with the back office's site: a verified second factor for staff who need
+    one, and a home that answers "what needs me today?".
 
-    default = False  # "config" in INSTALLED_APPS means ConfigConfig
+    Named in INSTALLED_APPS in place of ``django.contrib.admin``; not this module's default config.
+    """
 
-    default_site = "config.staff_auth.site.DunningAdminSite"
+    default = False
+    default_site = "config.admin_site.BackOfficeAdminSite"
 
     def ready(self) -> None:
         super().ready()

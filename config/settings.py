@@ -35,7 +35,8 @@ ALLOWED_HOSTS: list[str] = env.list(
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with our site: the MFA gate (config/staff_auth/) and the admin home
+    "config.apps.BackOfficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -389,7 +390,6 @@ REPORTING_EXCHANGE_RATES: dict[str, str] = env.dict("REPORTING_EXCHANGE_RATES", 
 # --- Staff sign-in: MFA, login lockout, sessions, roles -------------------------------------------------
 # Documented in README.md ("Staff accounts and roles"). The admin is our own site (config/staff_auth/site.py);
 # django-otp verifies a second factor per session, django-axes counts failed logins.
-INSTALLED_APPS[INSTALLED_APPS.index("django.contrib.admin")] = "config.apps.DunningAdminConfig"
 INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "django_otp.plugins.otp_static", "axes"]
 _after_auth = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1
 MIDDLEWARE[_after_auth:_after_auth] = [

@@ -7,6 +7,7 @@ from django.utils import timezone
 from dunning.portal.services import portal_fresh_link_send
 from dunning.services.predunning import predunning_expiring_cards_remind
 from dunning.services.privacy import stripe_payloads_purge
+from dunning.services.staff import cases_resume_due
 from dunning.services.stripe_sync import stripe_event_process, stripe_events_sweep
 from dunning.services.stripe_sync.reconcile import stripe_reconcile_scheduled
 from dunning.services.tick import run_tick
@@ -19,9 +20,14 @@ def remind_expiring_cards() -> str:
 
 
 def run_dunning_tick() -> str:
-    """The scheduled tick. Business retries live in our tables, so a missed run simply runs later."""
+    """The scheduled tick. Business retries live in our tables, so a missed run simply runs later.
+
+    Pauses whose resume date has come end first, so their cases take part in this tick.
+    """
+    resumed = cases_resume_due(now=timezone.now())
     with timed_tick():
-        return "\n".join(run_tick().lines())
+        lines = run_tick().lines()
+    return "\n".join([f"resumed: {len(resumed)} paused case(s)", *lines])
 
 
 def portal_send_fresh_link(email: str) -> int:

@@ -229,3 +229,41 @@ def test_two_recoveries_of_one_customer_at_once_restore_access() -> None:
     assert errors == []
     customer.refresh_from_db()
     assert customer.entitlement_state == EntitlementState.ACTIVE
+
+
+def test_two_part_payments_recorded_at_once_never_pay_more_than_is_due() -> None:
+    """Two staff members record 30.00 each on a 49.00 invoice at the same moment: one is recorded, the
+    other is refused with the amount left, and the invoice is never overpaid."""
+    from django.core.exceptions import ValidationError
+
+    from dunning.services.staff import case_record_offline_payment
+
+    case, invoice, _ = failed_invoice(failed_at=OPENED, amount_minor=4900)
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def record(reference: str) -> None:
+        try:
+            start.wait()
+            case_record_offline_payment(case=case, actor=TEST_ACTOR, reference=reference, amount_minor=3000)
+            outcomes.append("recorded")
+        except ValidationError as refusal:
+            outcomes.append(" ".join(refusal.messages))
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=record, args=(f"wire {n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(outcomes) == [
+        "recorded",
+        f"€30.00 is more than the €19.00 left to pay on invoice {invoice.number}.",
+    ]
+    invoice.refresh_from_db()
+    assert (invoice.amount_paid_minor, invoice.status) == (3000, "open")

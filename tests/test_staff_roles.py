@@ -14,6 +14,7 @@ from django.contrib.auth.models import Group, Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from config.roles import (
     BILLING_ADMIN,
@@ -149,7 +150,13 @@ def _handed_off_case() -> DunningCase:
 def _mark_paid(client: Client) -> Callable[[], bool]:
     case = _handed_off_case()
     client.post(
-        reverse("admin:dunning_dunningcase_action", args=[case.pk, "mark_paid"]), {"text": "cheque 12"}
+        reverse("admin:dunning_dunningcase_action", args=[case.pk, "mark_paid"]),
+        {
+            "amount": "49.00",
+            "paid_on": timezone.localdate().isoformat(),
+            "method": "cheque",
+            "reference": "cheque 12",
+        },
     )
     return lambda: DunningCase.objects.get(pk=case.pk).state == CaseState.RECOVERED
 
@@ -308,8 +315,16 @@ def test_a_superuser_in_the_collections_group_still_sees_every_case() -> None:
 def test_actor_names_the_staff_member_on_collections_actions() -> None:
     user, client = member(COLLECTIONS_AGENT)
     case = _handed_off_case()
-    client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "mark_paid"]), {"text": "wire 7"})
-    note = case.events.get(reason="marked paid offline: wire 7")
+    client.post(
+        reverse("admin:dunning_dunningcase_action", args=[case.pk, "mark_paid"]),
+        {
+            "amount": "49.00",
+            "paid_on": timezone.localdate().isoformat(),
+            "method": "bank_transfer",
+            "reference": "wire 7",
+        },
+    )
+    note = case.events.get(reason__startswith="marked paid: €49.00 received (Bank transfer, wire 7")
     assert (note.actor_user, note.actor_label) == (user, Actor.staff(user).label)
 
 
