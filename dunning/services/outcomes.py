@@ -15,6 +15,7 @@ How a result is recorded, whatever else runs at the same moment:
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -140,16 +141,23 @@ def refreshed(settlements: Sequence[Settlement], locks: Locks) -> list[Settlemen
         and s.case.pk in locks.cases
         and locks.cases[s.case.pk].version != loaded_version(s.case)
     ]
-    if not stale:
-        return list(settlements)
-    fresh = {
-        case.pk: case
-        for case in DunningCase.objects.select_related("customer", "invoice").filter(pk__in=stale)
-    }
+    fresh = (
+        {
+            case.pk: case
+            for case in DunningCase.objects.select_related("customer", "invoice").filter(pk__in=stale)
+        }
+        if stale
+        else {}
+    )
     result = []
     for s in settlements:
-        if s.case is None or s.case.pk not in fresh:
+        if s.case is None:
             result.append(s)
+            continue
+        if s.case.pk not in fresh:
+            # A copy: this call's changes never reach the caller's object, so a transaction that runs again
+            # after a deadlock starts from the case as it was read (a retry is counted once).
+            result.append(replace(s, case=copy.copy(s.case)))
             continue
         case = fresh[s.case.pk]
         same_position = case.next_step_index == s.case.next_step_index
