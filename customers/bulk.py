@@ -227,12 +227,17 @@ def insert_rows(
     *,
     on_conflict_do_nothing: bool = False,
     returning: Sequence[str] = (),
+    followup_sql: str = "",
+    followup_params: Sequence[Any] = (),
 ) -> list[tuple[Any, ...]]:
     """INSERT many rows given as tuples in ``fields`` order (foreign keys by id), in one statement per batch.
 
     The fast path for append-only tables (case events, audit rows, attempts): no model instances are built.
     Model defaults are not applied, so give every column. Returns the ``returning`` columns of the rows
     actually inserted (rows skipped by ``on_conflict_do_nothing`` are missing).
+
+    ``followup_sql`` (PostgreSQL only) is a second data-modifying statement run in the same statement, reading
+    the inserted rows' ``returning`` columns from the CTE ``ins`` (one round trip instead of two).
     """
     if not rows:
         return []
@@ -258,8 +263,16 @@ def insert_rows(
                 f"INSERT INTO {table} ({columns}) SELECT {_from_json_array(model_fields, names, connection)} "
                 f"FROM jsonb_array_elements(%s::jsonb) AS e{conflict}{returning_sql}"
             )
-            cursor.execute(sql, [_json_text(batch)])
+            params = [_json_text(batch)]
+            if followup_sql:
+                if not returning:
+                    raise ValueError("a follow-up statement reads the inserted rows: give returning columns")
+                sql = f"WITH ins AS ({sql}), followup AS ({followup_sql}) SELECT * FROM ins"
+                params += list(followup_params)
+            cursor.execute(sql, params)
             return [tuple(row) for row in cursor.fetchall()] if returning else []
+        if followup_sql:
+            raise ValueError("follow-up statements need PostgreSQL")
         chunk_size = max(1, MAX_SQLITE_PARAMS // len(model_fields))
         placeholders = "(" + ", ".join(["%s"] * len(model_fields)) + ")"
         for start in range(0, len(rows), chunk_size):

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from notifications.services.dispatch import notifications_dispatch, notifications_dispatch_due
+from notifications.services.outbox import DISPATCH_CHUNK
 from notifications.services.privacy import notifications_purge_expired
 from notifications.services.webhooks import webhook_deliveries_attempt
 
 
 def dispatch_notifications(notification_ids: list[int]) -> int:
-    """Send these queued rows (enqueued after commit by ``notifications_enqueue``)."""
-    return notifications_dispatch(notification_ids=notification_ids).sent
+    """Send these queued rows (enqueued after commit by ``notifications_enqueue``), a chunk at a time."""
+    return sum(
+        notifications_dispatch(notification_ids=notification_ids[start : start + DISPATCH_CHUNK]).sent
+        for start in range(0, len(notification_ids), DISPATCH_CHUNK)
+    )
 
 
 def dispatch_due_notifications() -> int:

@@ -85,6 +85,11 @@ def max_age_for(source: str) -> timedelta:
     return timedelta(days=days)
 
 
+# Where a batch load leaves a customer's token version on the customer instance (see ``dunning.services
+# .batch_load``): links made in that batch need no query of their own.
+PRELOADED_TOKEN_VERSION = "preloaded_portal_token_version"
+
+
 def token_versions(customer_ids: Iterable[int]) -> dict[int, int]:
     """Current token version per customer, in one query (customers never revoked are at version 1)."""
     ids = set(customer_ids)

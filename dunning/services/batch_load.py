@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 from customers.bulk import instances_from_values
 from customers.models import Customer, Invoice, PaymentMethod
 from dunning.models import (
+    INITIAL_TOKEN_VERSION,
     SETTLED_STATUSES,
     AttemptSource,
     CaseState,
@@ -22,6 +23,7 @@ from dunning.models import (
     PaymentAttempt,
     PolicyVersion,
 )
+from dunning.portal.tokens import PRELOADED_TOKEN_VERSION
 from dunning.services.cases import CASE_MUTABLE_FIELDS
 from dunning.services.planning import NETWORK_WINDOW, CasePlan, CaseSnapshot, VersionRules, plan_case
 from dunning.services.retry_owner import gateway_owns_retries
@@ -180,6 +182,7 @@ def load_batch(
         *(f"invoice__{name}" for name in INVOICE_COLUMNS),
         *(f"customer__{name}" for name in CUSTOMER_COLUMNS),
         *(f"default_method__{name}" for name in METHOD_COLUMNS),
+        "customer__portal_access__token_version",
         "hard_declined_payment_method__gateway_payment_method_id",
         "last_attempt_number",
         "network_attempts",
@@ -201,7 +204,8 @@ def load_batch(
     for case, invoice, customer, row in zip(cases, invoices, customers, values, strict=True):
         case.loaded_state = case.state
         case.loaded_version = case.version  # the writer updates the row only if nobody wrote it since
-        blocked_ref, case.last_attempt_number, network_attempts, last_retry_step = row[-4:]
+        token_version, blocked_ref, case.last_attempt_number, network_attempts, last_retry_step = row[-5:]
+        customer.__dict__[PRELOADED_TOKEN_VERSION] = token_version or INITIAL_TOKEN_VERSION
         _INVOICE_CACHE.set_cached_value(case, invoice)
         _CUSTOMER_CACHE.set_cached_value(case, customer)
         _INVOICE_CUSTOMER_CACHE.set_cached_value(invoice, customer)

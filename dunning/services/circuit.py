@@ -24,7 +24,7 @@ from dunning.services import communication
 
 logger = logging.getLogger(__name__)
 # Counts of a batch without failures are kept in the process and written at most this often.
-FLUSH_EVERY_SECONDS = 10.0
+FLUSH_EVERY_SECONDS = 60.0
 MAX_COOLDOWN_DOUBLINGS = 4
 
 

@@ -18,10 +18,9 @@ from notifications.services import (
     BannerRequest,
     MessageRequest,
     WebhookEvent,
-    banners_clear,
     banners_show,
-    notifications_cancel_for_cases,
     notifications_enqueue,
+    notifications_withdraw_for_cases,
     staff_task_create,
     webhooks_emit,
 )
@@ -139,8 +138,7 @@ def show_banners(*, intents: Sequence[BannerIntent]) -> int:
 def withdraw_for_cases(*, case_ids: Sequence[int], reason: str) -> None:
     """A case closed: cancel its queued messages and clear its banners, in the caller's transaction."""
     if case_ids:
-        notifications_cancel_for_cases(case_refs=case_ids, reason=reason)
-        banners_clear(case_refs=case_ids)
+        notifications_withdraw_for_cases(case_refs=case_ids, reason=reason)
 
 
 def emit_webhooks(*, events: Sequence[OutboundEvent]) -> int:

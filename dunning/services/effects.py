@@ -20,7 +20,7 @@ from customers.services import (
     invoices_close_many,
 )
 from dunning.models import CaseEventKind, CaseState, DunningCase, RecoveryChannel, StepAction
-from dunning.portal.tokens import LinkSource, portal_link_for, token_versions
+from dunning.portal.tokens import PRELOADED_TOKEN_VERSION, LinkSource, portal_link_for, token_versions
 from dunning.schedule import step_due_at
 from dunning.services import communication
 from dunning.services.events import EventBuffer
@@ -62,6 +62,15 @@ def portal_url_for(case: DunningCase, *, source: str = LinkSource.EMAIL, version
     return portal_link_for(
         customer_id=case.customer_id, invoice_id=case.invoice_id, source=source, version=version
     )
+
+
+def _token_versions(cases: Sequence[DunningCase]) -> dict[int, int]:
+    """Each customer's portal token version, from what the tick's batch load read with the case (it joins
+    the portal access row) when it is there, else in one query."""
+    known = {case.customer_id: case.customer.__dict__.get(PRELOADED_TOKEN_VERSION) for case in cases}
+    if all(version is not None for version in known.values()):
+        return known  # type: ignore[return-value]
+    return token_versions(known)
 
 
 def access_affected_on(case: DunningCase) -> date | None:
@@ -179,7 +188,7 @@ def cases_closed(
         case_ids=[case.pk for case in cases if case.state != CaseState.EXHAUSTED], reason="case closed"
     )
     recovered = [case for case in cases if case.state == CaseState.RECOVERED]
-    versions = token_versions(case.customer_id for case in recovered)
+    versions = _token_versions(recovered)
     # The thank-you goes out because the invoice was paid: it is not a reminder, so payment does not stop it.
     communication.send_messages(
         intents=[
@@ -279,7 +288,7 @@ def run_steps(
     access: dict[str, list[Customer]] = defaultdict(list)
     uncollectible: list[int] = []
     # One query for every link of the batch; emails and banners get links of their own source.
-    versions = token_versions(case.customer_id for case, _, step in steps if step["action"] in LINKED_ACTIONS)
+    versions = _token_versions([case for case, _, step in steps if step["action"] in LINKED_ACTIONS])
     for case, index, step in steps:
         action = step["action"]
         counts[action] += 1

@@ -15,7 +15,6 @@ How a result is recorded, whatever else runs at the same moment:
 
 from __future__ import annotations
 
-import copy
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -157,7 +156,7 @@ def refreshed(settlements: Sequence[Settlement], locks: Locks) -> list[Settlemen
         if s.case.pk not in fresh:
             # A copy: this call's changes never reach the caller's object, so a transaction that runs again
             # after a deadlock starts from the case as it was read (a retry is counted once).
-            result.append(replace(s, case=copy.copy(s.case)))
+            result.append(replace(s, case=_copy(s.case)))
             continue
         case = fresh[s.case.pk]
         same_position = case.next_step_index == s.case.next_step_index
@@ -170,6 +169,14 @@ def refreshed(settlements: Sequence[Settlement], locks: Locks) -> list[Settlemen
             )
         )
     return result
+
+
+def _copy(case: DunningCase) -> DunningCase:
+    """A shallow copy of a case: its own field values, the same cached relations (``copy.copy`` goes through
+    pickling and cost a tenth of a tick batch)."""
+    clone = DunningCase.__new__(DunningCase)
+    clone.__dict__.update(case.__dict__)
+    return clone
 
 
 def _sync_charged_methods(settlements: Sequence[Settlement], actor: Actor) -> dict[int, int]:

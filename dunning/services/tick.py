@@ -34,7 +34,7 @@ from dunning.signals import tick_finished
 logger = logging.getLogger(__name__)
 __all__ = ["TICK_ACTOR", "TickSummary", "run_tick", "tick_workers"]
 # How long a batch trusts the breaker's last answer "closed" before reading it again.
-GATE_RECHECK_SECONDS = 5.0
+GATE_RECHECK_SECONDS = 30.0
 
 
 @dataclass

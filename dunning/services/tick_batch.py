@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db import connection
 
 from customers.actors import Actor
 from customers.bulk import insert_rows
@@ -28,6 +29,7 @@ from dunning.gateways import ChargeResult, PaymentGateway
 from dunning.models import (
     AttemptSource,
     AttemptStatus,
+    CaseEvent,
     CaseEventKind,
     DunningCase,
     PaymentAttempt,
@@ -114,7 +116,8 @@ class _Claimed:
 def _insert_pending_attempts(
     retries: list[PlannedCase], *, gateway: str, now: datetime, token: str, until: datetime
 ) -> dict[int, int]:
-    """One INSERT for every retry, each owned by the batch's claim; returns {case id: attempt id}.
+    """One INSERT for every retry, each owned by the batch's claim, with an "attempt started" event on each
+    case's timeline; returns {case id: attempt id}.
 
     A case whose invoice already has an attempt in flight (a portal payment, a staff retry) gets none: the
     partial unique index refuses it and ``ON CONFLICT DO NOTHING`` skips it. So does a number taken by a
@@ -147,10 +150,59 @@ def _insert_pending_attempts(
                 token,
             )
         )
+    if connection.vendor != "postgresql":
+        inserted = insert_rows(
+            PaymentAttempt,
+            PENDING_ATTEMPT_COLUMNS,
+            rows,
+            on_conflict_do_nothing=True,
+            returning=("case", "id"),
+        )
+        attempts: dict[int, int] = dict(inserted)  # type: ignore[arg-type]
+        _started_events(retries, attempts, now=now)
+        return attempts
+    # One round trip: the attempts, and their "attempt started" events made from what was inserted.
     inserted = insert_rows(
-        PaymentAttempt, PENDING_ATTEMPT_COLUMNS, rows, on_conflict_do_nothing=True, returning=("case", "id")
+        PaymentAttempt,
+        PENDING_ATTEMPT_COLUMNS,
+        rows,
+        on_conflict_do_nothing=True,
+        returning=("case", "id", "step_index", "payment_method"),
+        followup_sql=(
+            f"INSERT INTO {CaseEvent._meta.db_table} (case_id, occurred_at, kind, actor_type, actor_user_id, "
+            "actor_label, from_state, to_state, step_index, reason, details) "
+            "SELECT case_id, %s, %s, %s, NULL, %s, '', '', step_index, %s, "
+            "jsonb_build_object('attempt_id', id, 'payment_method_id', payment_method_id) FROM ins"
+        ),
+        followup_params=[
+            now,
+            CaseEventKind.ATTEMPT_STARTED,
+            TICK_ACTOR.type,
+            TICK_ACTOR.label,
+            AttemptSource.RETRY,
+        ],
     )
-    return dict(inserted)  # type: ignore[arg-type]
+    return {row[0]: row[1] for row in inserted}
+
+
+def _started_events(retries: list[PlannedCase], attempts: dict[int, int], *, now: datetime) -> None:
+    events = EventBuffer()
+    for item in retries:
+        attempt_id = attempts.get(item.case.pk)
+        if attempt_id is not None:
+            events.add(
+                case_id=item.case.pk,
+                kind=CaseEventKind.ATTEMPT_STARTED,
+                actor=TICK_ACTOR,
+                at=now,
+                step_index=item.plan.retry_step,
+                reason=AttemptSource.RETRY,
+                details={
+                    "attempt_id": attempt_id,
+                    "payment_method_id": item.method.pk if item.method else None,
+                },
+            )
+    events.flush()
 
 
 def _claim(ctx: TickContext, *, size: int, versions: Versions, gate_of: Any) -> _Claimed | None:
@@ -171,23 +223,6 @@ def _claim(ctx: TickContext, *, size: int, versions: Versions, gate_of: Any) -> 
     attempts = _insert_pending_attempts(
         retries, gateway=ctx.gateway.name, now=ctx.now, token=token, until=until
     )
-    events = EventBuffer()
-    for item in retries:
-        attempt_id = attempts.get(item.case.pk)
-        if attempt_id is not None:
-            events.add(
-                case_id=item.case.pk,
-                kind=CaseEventKind.ATTEMPT_STARTED,
-                actor=TICK_ACTOR,
-                at=ctx.now,
-                step_index=item.plan.retry_step,
-                reason=AttemptSource.RETRY,
-                details={
-                    "attempt_id": attempt_id,
-                    "payment_method_id": item.method.pk if item.method else None,
-                },
-            )
-    events.flush()
     return _Claimed(token, until, planned, retries, attempts, held, gate)
 
 

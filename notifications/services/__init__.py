@@ -11,6 +11,7 @@ from notifications.services.banners import (
     banner_token_read,
     banners_clear,
     banners_show,
+    notifications_withdraw_for_cases,
 )
 from notifications.services.dispatch import (
     notifications_dispatch,
@@ -47,6 +48,7 @@ __all__ = [
     "banner_token_for",
     "banner_token_read",
     "banners_clear",
+    "notifications_withdraw_for_cases",
     "banners_show",
     "notification_record_tracking",
     "notifications_cancel_for_cases",

@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.core import signing
+from django.db import connections, router
 from django.utils import timezone
 
 from customers.actors import Actor
 from customers.services import audit_record
 from customers.validators import external_id_problem
 from notifications import conf
-from notifications.models import ApiKey, Banner, BannerSeverity
+from notifications.models import ApiKey, Banner, BannerSeverity, Notification, NotificationStatus, ReasonCode
+from notifications.services.outbox import notifications_cancel_for_cases
 
 API_KEY_PREFIX = "dbk"
 # last_used_at is written at most once per this interval per key, so reads stay reads.
@@ -80,6 +82,43 @@ def banners_show(*, requests: Sequence[BannerRequest]) -> int:
         ],
     )
     return len(rows)
+
+
+def notifications_withdraw_for_cases(*, case_refs: Sequence[int], reason: str) -> None:
+    """Cases closed: their queued reminders are suppressed (``notifications_cancel_for_cases``) and their
+    banners cleared (``banners_clear``), in the caller's transaction; one statement on PostgreSQL, where a
+    tick batch withdraws for hundreds of cases."""
+    if not case_refs:
+        return
+    connection = connections[router.db_for_write(Banner)]
+    if connection.vendor != "postgresql":
+        notifications_cancel_for_cases(case_refs=case_refs, reason=reason)
+        banners_clear(case_refs=case_refs)
+        return
+    now = timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH cancelled AS (
+                UPDATE {Notification._meta.db_table}
+                SET status = %s, reason_code = %s, status_reason = %s, claim_token = NULL
+                WHERE case_ref = ANY(%s) AND status = %s AND only_while_unpaid
+                RETURNING 1
+            )
+            UPDATE {Banner._meta.db_table} SET active = false, cleared_at = %s, updated_at = %s
+            WHERE case_ref = ANY(%s) AND active
+            """,
+            [
+                NotificationStatus.SUPPRESSED,
+                ReasonCode.CANCELLED,
+                reason[:1000],
+                list(case_refs),
+                NotificationStatus.QUEUED,
+                now,
+                now,
+                list(case_refs),
+            ],
+        )
 
 
 def banners_clear(*, case_refs: Sequence[int]) -> int:

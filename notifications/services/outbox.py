@@ -40,8 +40,11 @@ CAP_WINDOW = timedelta(days=7)
 CUSTOMER_FIELDS = ("email", "name", "company", "locale", "time_zone")
 INVOICE_FIELDS = ("number", "lines", "amount_due_minor", "amount_paid_minor", "currency")
 METHOD_FIELDS = ("customer_id", "type", "brand", "last4", "exp_month", "exp_year")
-# Rows handed to one dispatch task: small enough to spread over workers, large enough to share a connection.
+# Rows one dispatch call sends over one connection, and rows handed to one dispatch task (which sends them a
+# chunk at a time): a tick batch queues up to a few thousand receipts, and each queued task costs it a
+# statement and a commit.
 DISPATCH_CHUNK = 100
+DISPATCH_TASK_IDS = 1000
 
 
 @dataclass(frozen=True)
@@ -213,9 +216,10 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
     # repeated request (a new contact since the first call) pass without using a second slot.
     window_start = now - CAP_WINDOW
     sent_messages: dict[int, set[str]] = defaultdict(set)
+    capped = [r.customer_id for r in requests if not r.bypass_cap]  # receipts and final notices are not
     for customer_id, key in (
         Notification.objects.filter(
-            customer_id__in=customer_ids,
+            customer_id__in=capped,
             audience=Audience.CUSTOMER,
             created_at__gt=window_start,
             status__in=CAP_COUNTED_STATUSES,
@@ -223,6 +227,8 @@ def notifications_enqueue(*, requests: Sequence[MessageRequest], now: datetime) 
         )
         .values_list("customer_id", "message_key")
         .distinct()
+        if capped
+        else ()
     ):
         sent_messages[customer_id].add(key)
     cap = conf.cap_per_7_days()
@@ -375,8 +381,10 @@ def schedule_dispatch(notification_ids: Sequence[int]) -> None:
     ids = list(notification_ids)
 
     def enqueue() -> None:
-        for start in range(0, len(ids), DISPATCH_CHUNK):
-            async_task("notifications.tasks.dispatch_notifications", ids[start : start + DISPATCH_CHUNK])
+        # Few tasks (each queued task is a statement and a commit for the caller, a tick batch queues
+        # hundreds of receipts); each sends its rows DISPATCH_CHUNK at a time.
+        for start in range(0, len(ids), DISPATCH_TASK_IDS):
+            async_task("notifications.tasks.dispatch_notifications", ids[start : start + DISPATCH_TASK_IDS])
 
     transaction.on_commit(enqueue)
 
