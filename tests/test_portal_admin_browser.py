@@ -36,7 +36,9 @@ def browser() -> Iterator[Any]:
 
 
 @pytest.mark.parametrize("size", ["desktop", "phone"])
-def test_each_button_of_the_portal_link_page_works_in_a_browser(browser, live_server, settings, request, size) -> None:  # type: ignore[no-untyped-def]
+def test_each_button_of_the_portal_link_page_works_in_a_browser(
+    browser, live_server, settings, request, size
+) -> None:  # type: ignore[no-untyped-def]
     settings.PORTAL_BASE_URL = live_server.url
     install_default_templates(MessageTemplate)
     case, invoice, _ = failed_invoice()
@@ -50,9 +52,11 @@ def test_each_button_of_the_portal_link_page_works_in_a_browser(browser, live_se
         answers: list[tuple[str, int, str]] = []
         page.on(
             "response",
-            lambda r: answers.append((r.request.method, r.status, r.headers.get("referrer-policy", "")))
-            if "/portal-link/" in r.url
-            else None,
+            lambda r: (
+                answers.append((r.request.method, r.status, r.headers.get("referrer-policy", "")))
+                if "/portal-link/" in r.url
+                else None
+            ),
         )
         page.goto(page_url)
         tab.shot("portal-link-page")
@@ -72,7 +76,9 @@ def test_each_button_of_the_portal_link_page_works_in_a_browser(browser, live_se
         page.get_by_role("button", name="Email a fresh link").click()
         page.wait_for_selector("ul.messagelist")
         assert "Queued 1 email(s) with a fresh portal link." in page.locator("ul.messagelist").inner_text()
-        assert Notification.objects.filter(template_key="portal_link", recipient="ap@customer.example").exists()
+        assert Notification.objects.filter(
+            template_key="portal_link", recipient="ap@customer.example"
+        ).exists()
         tab.shot("emailed")
 
         # 3. Revoke all links: the link made above stops working.
@@ -86,8 +92,11 @@ def test_each_button_of_the_portal_link_page_works_in_a_browser(browser, live_se
         posts = [status for method, status, _ in answers if method == "POST"]
         assert posts == [200, 302, 302], answers  # no 403 from the CSRF check
         assert {policy for _, _, policy in answers} == {"same-origin"}
-        assert AuditEvent.objects.filter(
-            action__in=["portal.link_issued", "portal.link_emailed", "portal.links_revoked"]
-        ).count() == 3
+        assert (
+            AuditEvent.objects.filter(
+                action__in=["portal.link_issued", "portal.link_emailed", "portal.links_revoked"]
+            ).count()
+            == 3
+        )
         # The revoked link answers 410 on purpose; anything else failing (a favicon too) is a problem.
         assert [p for p in tab.problems if "410" not in p] == []

@@ -1,6 +1,7 @@
 """Notification models, one module per concern. Import them from here."""
 
 from notifications.models.banners import ApiKey, Banner, BannerSeverity
+from notifications.models.local_mail import LocalMail
 from notifications.models.outbox import (
     Audience,
     Channel,
@@ -26,6 +27,7 @@ __all__ = [
     "BannerSeverity",
     "Channel",
     "DeliveryStatus",
+    "LocalMail",
     "MessageTemplate",
     "Notification",
     "NotificationStatus",

@@ -121,7 +121,9 @@ class AdminTab:
         self.taken = 0
         page.on("console", lambda m: self.problems.append(m.text) if m.type == "error" else None)
         page.on("pageerror", lambda error: self.problems.append(str(error)))
-        page.on("response", lambda r: self.problems.append(f"{r.status} {r.url}") if r.status >= 400 else None)
+        page.on(
+            "response", lambda r: self.problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+        )
 
     def shot(self, name: str) -> Path:
         self.taken += 1
