@@ -77,3 +77,54 @@ def test_the_local_mailbox_shows_sent_emails(
         tab.shot("message")
         assert tab.overflow() == 0
         assert tab.problems == []
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_the_simple_editor_previews_as_you_type(browser, live_server, boss, request, size) -> None:  # type: ignore[no-untyped-def]
+    template = MessageTemplate.objects.get(key="failure_1", locale="en")
+    url = live_server.url + reverse("admin:notifications_messagetemplate_change", args=[template.pk])
+    with admin_tab(browser, live_server, boss, size=size, folder="admin", test_name=request.node.name) as tab:
+        page = tab.page
+        page.goto(url)
+        email = page.frame_locator("iframe[title='Live preview of the HTML email']").locator("body")
+        # The shipped template opens in the simple editor, and its preview is the rendered email.
+        assert page.get_by_label("Simple editor: heading, paragraphs, button, sign-off").is_checked()
+        assert page.locator("fieldset.template-editor-html").is_hidden()
+        email.get_by_text("We tried to collect €49.00 for invoice INV-004217").wait_for()
+        tab.shot("editor")
+        assert tab.overflow() == 0
+
+        # Typing changes the preview: a heading, and a paragraph with a variable and a character to escape.
+        page.get_by_role("textbox", name="Heading").fill("Your payment of {{ amount }} did not go through")
+        paragraphs = page.get_by_role("textbox", name="Paragraphs")
+        paragraphs.fill(paragraphs.input_value() + "\n\nQuestions? Reply to this email & we <3 to help.")
+        email.get_by_role("heading", name="Your payment of €49.00 did not go through").wait_for()
+        email.get_by_text("Questions? Reply to this email & we <3 to help.").wait_for()
+        assert page.locator(".template-editor__state").inner_text() == "up to date"
+        tab.shot("typed")
+        tab.shot_of(page.locator(".template-editor__preview"), "typed-preview")
+
+        # A mistake is shown at once, in words, and the preview says so.
+        page.get_by_role("textbox", name="Sign-off").fill("Thanks, {{ sender_name }}")
+        page.locator(".template-editor__errors").get_by_text("Unknown variable(s): sender_name").wait_for()
+        tab.shot("mistake")
+        page.get_by_role("textbox", name="Sign-off").fill("Thanks,\nThe {{ product_name }} team")
+        page.locator(".template-editor__errors").wait_for(state="hidden")
+
+        # Switching to HTML keeps what the simple editor made, to change by hand.
+        page.get_by_label("HTML and text, written by hand").check()
+        assert page.locator("fieldset.template-editor-blocks").is_hidden()
+        html_body = page.get_by_role("textbox", name="HTML body")
+        html_body.wait_for()
+        assert "Your payment of {{ amount }} did not go through</h1>" in html_body.input_value()
+        html_body.fill(html_body.input_value().replace("did not go through", "bounced"))
+        email.get_by_role("heading", name="Your payment of €49.00 bounced").wait_for()
+        tab.shot("html-editor")
+
+        page.get_by_role("button", name="Save", exact=True).click()
+        page.wait_for_selector("ul.messagelist")
+        template.refresh_from_db()
+        assert template.editor == "html"
+        assert "Your payment of {{ amount }} bounced</h1>" in template.body_html
+        assert tab.overflow() == 0
+        assert tab.problems == []

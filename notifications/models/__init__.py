@@ -12,7 +12,7 @@ from notifications.models.outbox import (
     SuppressionReason,
 )
 from notifications.models.staff import StaffTask, StaffTaskStatus
-from notifications.models.templates import MessageTemplate
+from notifications.models.templates import MessageTemplate, TemplateEditor
 from notifications.models.webhooks import (
     DeliveryStatus,
     WebhookAttempt,
@@ -36,6 +36,7 @@ __all__ = [
     "StaffTaskStatus",
     "SuppressedAddress",
     "SuppressionReason",
+    "TemplateEditor",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

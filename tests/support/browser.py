@@ -131,6 +131,13 @@ class AdminTab:
         self.page.screenshot(path=str(target), full_page=True)
         return target
 
+    def shot_of(self, locator: Any, name: str) -> Path:
+        """One element only, e.g. a preview pane of a long page."""
+        self.taken += 1
+        target = self.folder / f"{self.size}-{self.taken:02d}-{name}.png"
+        locator.screenshot(path=str(target))
+        return target
+
     def overflow(self) -> int:
         """How many CSS pixels the page is wider than the viewport (0: no sideways scrolling).
 
