@@ -40,7 +40,10 @@ def test_the_local_base_url_follows_the_served_address(address: str, url: str) -
 
 @pytest.fixture
 def no_portal_base_url(monkeypatch, settings):  # type: ignore[no-untyped-def]
+    """No PORTAL_BASE_URL in the environment. Setting it through the fixture first makes the change that
+    ``use_local_address`` makes to the settings land in this test's override, undone afterwards."""
     monkeypatch.delenv("PORTAL_BASE_URL", raising=False)
+    settings.PORTAL_BASE_URL = "http://127.0.0.1:8000"
     yield settings
     os.environ.pop("PORTAL_BASE_URL", None)
 
