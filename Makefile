@@ -5,13 +5,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ADDRESS ?= 127.0.0.1:8000
 
-.PHONY: install run test test-fast lint format bench browser clean help
+.PHONY: install run test test-fast lint format bench chaos browser clean help
 
 help:
 	@echo "make run    - set up (venv, migrate, demo data, admin login) and serve on http://$(ADDRESS)/admin/"
 	@echo "make test   - set up and run the whole test suite"
 	@echo "make lint   - ruff check and format check"
 	@echo "make bench  - benchmarks against same-run baselines (needs PostgreSQL)"
+	@echo "make chaos  - the engine under gateway faults, parallel ticks and a kill, checked (PostgreSQL)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is required"'
@@ -54,6 +55,9 @@ format: install
 
 bench: install
 	$(BIN)/python -m bench
+
+chaos: install
+	$(BIN)/python -m bench chaos
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

@@ -6,9 +6,11 @@ root is read too, so ``make run`` can switch on debug mode for local use without
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config.secrets import require_secret_key
 
@@ -33,7 +35,8 @@ ALLOWED_HOSTS: list[str] = env.list(
 CSRF_TRUSTED_ORIGINS: list[str] = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # django.contrib.admin with our site: the MFA gate (config/staff_auth/) and the admin home
+    "config.apps.BackOfficeAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -105,8 +108,17 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ----------------------------------------------------------------------------------------------
 REDIS_URL: str = env.str("REDIS_URL", default="")
+# Names this installation in a shared Redis: django-q2's queue and the prefix of every cache key (rate limits
+# included), so two installations on one Redis share neither work nor counters.
+Q_CLUSTER_NAME: str = env.str("Q_CLUSTER_NAME", default="dunning")
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": Q_CLUSTER_NAME,
+        }
+    }
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
@@ -114,7 +126,7 @@ else:
 # Business retries live in our own tables (next action times), so the queue never redelivers on its own
 # schedule: ``retry`` is longer than ``timeout`` and missed schedules are not caught up.
 Q_CLUSTER: dict[str, object] = {
-    "name": "dunning",
+    "name": Q_CLUSTER_NAME,
     "workers": env.int("Q_WORKERS", default=2),
     "timeout": 300,
     "retry": 360,
@@ -178,6 +190,9 @@ SERVER_EMAIL: str = env.str("SERVER_EMAIL", default=DEFAULT_FROM_EMAIL)
 ANYMAIL: dict[str, object] = {
     "WEBHOOK_SECRET": env.str("ANYMAIL_WEBHOOK_SECRET", default=""),
 }
+# The provider whose tracking webhook is served at /anymail/<provider>/tracking/ (e.g. postmark); empty
+# serves none. Other providers' addresses answer 404.
+ANYMAIL_PROVIDER: str = env.str("ANYMAIL_PROVIDER", default="")
 
 # --- Security (production) ------------------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
@@ -229,6 +244,17 @@ LOGGING = {
     },
 }
 
+# --- Operations (README, "Operations") -----------------------------------------------------------------
+# Bearer token of the Prometheus scraper on /metrics (staff who may view the reports can read it too).
+METRICS_TOKEN: str = env.str("METRICS_TOKEN", default="")
+# /healthz fails when no tick finished, or a schedule is overdue, for longer than this.
+HEALTHZ_TICK_MAX_AGE_MINUTES: int = env.int(
+    "HEALTHZ_TICK_MAX_AGE_MINUTES", default=3 * env.int("DUNNING_TICK_MINUTES", default=5)
+)
+# LOG_FORMAT=json writes one JSON object per log line (for log shippers); plain is the default.
+if env.str("LOG_FORMAT", default="plain").lower() == "json":
+    LOGGING["formatters"]["plain"] = {"()": "config.json_logs.JsonFormatter"}  # type: ignore[index]
+
 # --- Product settings -----------------------------------------------------------------------------------
 # Shown on customer-facing pages and emails.
 COMPANY_NAME: str = env.str("COMPANY_NAME", default="Example SaaS")
@@ -265,6 +291,12 @@ WEBHOOKS_ALLOW_HTTP_HOSTS: list[str] = env.list("WEBHOOKS_ALLOW_HTTP_HOSTS", def
 WEBHOOKS_ALLOW_PRIVATE_ADDRESSES: bool = env.bool("WEBHOOKS_ALLOW_PRIVATE_ADDRESSES", default=False)
 WEBHOOKS_TIMEOUT_SECONDS: float = env.float("WEBHOOKS_TIMEOUT_SECONDS", default=10.0)
 WEBHOOKS_DISABLE_AFTER_HOURS: int = env.int("WEBHOOKS_DISABLE_AFTER_HOURS", default=72)
+# Privacy: days the bodies of sent messages, and the payloads of webhooks (Stripe's events, our outgoing
+# deliveries), are kept; a daily task empties older ones (the rows stay). 0 keeps them forever.
+NOTIFICATIONS_MESSAGE_BODY_RETENTION_DAYS: int = env.int(
+    "NOTIFICATIONS_MESSAGE_BODY_RETENTION_DAYS", default=180
+)
+WEBHOOK_PAYLOAD_RETENTION_DAYS: int = env.int("WEBHOOK_PAYLOAD_RETENTION_DAYS", default=90)
 
 # --- Dunning engine -------------------------------------------------------------------------------------
 # simulated (default), stripe, or a dotted path to a dunning.gateways.PaymentGateway subclass.
@@ -273,6 +305,11 @@ SIMULATED_GATEWAY: dict[str, object] = {
     # "database" keeps the simulated processor's ledger in a table every process shares.
     "ledger": env.str("SIMULATED_GATEWAY_LEDGER", default="database"),
     "latency_ms": env.int("SIMULATED_GATEWAY_LATENCY_MS", default=0),
+    # Production-like faults for chaos runs: a share of charges fails (timeout, 5xx, timeout after the
+    # money moved) and a share of truth queries fails. Off by default.
+    "chaos": env.float("SIMULATED_GATEWAY_CHAOS", default=0.0),
+    "truth_failures": env.float("SIMULATED_GATEWAY_TRUTH_FAILURES", default=0.0),
+    "seed": env.int("SIMULATED_GATEWAY_SEED", default=None),
 }
 # Prefix of idempotency keys sent to the gateway. Give each installation sharing one gateway account its own.
 DUNNING_IDEMPOTENCY_PREFIX: str = env.str("DUNNING_IDEMPOTENCY_PREFIX", default="dunning")
@@ -288,6 +325,16 @@ DUNNING_TICK_WORKERS: int = env.int("DUNNING_TICK_WORKERS", default=2)
 DUNNING_PROCESSING_RETRY_MINUTES: int = env.int("DUNNING_PROCESSING_RETRY_MINUTES", default=60)
 # How often the scheduled tick runs (sync_schedules installs it).
 DUNNING_TICK_MINUTES: int = env.int("DUNNING_TICK_MINUTES", default=5)
+# The gateway circuit breaker: at least this many failed charges (timeouts, 5xx, rate limits) that are
+# also this share of the calls within the window pause scheduled charging for the cool-down; then a probe
+# batch of a few retries decides.
+DUNNING_CIRCUIT_MIN_FAILURES: int = env.int("DUNNING_CIRCUIT_MIN_FAILURES", default=20)
+DUNNING_CIRCUIT_FAILURE_RATIO: float = env.float("DUNNING_CIRCUIT_FAILURE_RATIO", default=0.5)
+DUNNING_CIRCUIT_WINDOW_SECONDS: int = env.int("DUNNING_CIRCUIT_WINDOW_SECONDS", default=300)
+DUNNING_CIRCUIT_COOLDOWN_SECONDS: int = env.int("DUNNING_CIRCUIT_COOLDOWN_SECONDS", default=300)
+DUNNING_CIRCUIT_PROBE_SIZE: int = env.int("DUNNING_CIRCUIT_PROBE_SIZE", default=10)
+# Unsettled attempts reconciled per tick (each is one truth query, and perhaps the same charge sent again).
+DUNNING_RECONCILE_LIMIT: int = env.int("DUNNING_RECONCILE_LIMIT", default=1000)
 
 # --- Stripe (PAYMENT_GATEWAY=stripe) --------------------------------------------------------------------
 # Every one is documented in README.md ("Connecting a Stripe account").
@@ -348,3 +395,36 @@ REPORTING_DIGEST_RECIPIENTS: list[str] = env.list("REPORTING_DIGEST_RECIPIENTS",
 # rates into it, e.g. REPORTING_CURRENCY=USD REPORTING_EXCHANGE_RATES=EUR=1.08,GBP=1.27,JPY=0.0066
 REPORTING_CURRENCY: str = env.str("REPORTING_CURRENCY", default="")
 REPORTING_EXCHANGE_RATES: dict[str, str] = env.dict("REPORTING_EXCHANGE_RATES", default={})
+
+# --- Staff sign-in: MFA, login lockout, sessions, roles -------------------------------------------------
+# Documented in README.md ("Staff accounts and roles"). The admin is our own site (config/staff_auth/site.py);
+# django-otp verifies a second factor per session, django-axes counts failed logins.
+INSTALLED_APPS += ["django_otp", "django_otp.plugins.otp_totp", "django_otp.plugins.otp_static", "axes"]
+_after_auth = MIDDLEWARE.index("django.contrib.auth.middleware.AuthenticationMiddleware") + 1
+MIDDLEWARE[_after_auth:_after_auth] = [
+    "django_otp.middleware.OTPMiddleware",  # is this session verified?
+    "config.staff_auth.middleware.StaffSecurityMiddleware",  # the MFA gate and the CSP of /admin/
+]
+MIDDLEWARE.append("axes.middleware.AxesMiddleware")  # last, as django-axes asks
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
+# Admin sessions last this long from sign-in (the password and the second factor are asked again after).
+SESSION_COOKIE_AGE = int(env.float("ADMIN_SESSION_HOURS", default=12) * 3600)
+OTP_TOTP_ISSUER: str = env.str("ADMIN_MFA_ISSUER", default=f"{COMPANY_NAME} dunning")
+# A user name, and a client address, are locked after this many failed logins in a row, for this long (0: until
+# an admin unlocks them). A successful login clears the count of its user name and address.
+AXES_FAILURE_LIMIT: int = env.int("ADMIN_LOGIN_FAILURE_LIMIT", default=5)
+_lockout_minutes = env.int("ADMIN_LOGIN_LOCKOUT_MINUTES", default=30)
+AXES_COOLOFF_TIME = timedelta(minutes=_lockout_minutes) if _lockout_minutes else None
+for _name, _bad, _rule in (
+    ("ADMIN_SESSION_HOURS", SESSION_COOKIE_AGE <= 0, "more than 0"),
+    ("ADMIN_LOGIN_FAILURE_LIMIT", AXES_FAILURE_LIMIT < 1, "1 or more"),
+    ("ADMIN_LOGIN_LOCKOUT_MINUTES", _lockout_minutes < 0, "0 or more"),
+):
+    if _bad:
+        raise ImproperlyConfigured(f"{_name} must be {_rule} (see README.md, Configuration).")
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "config.staff_auth.views.locked_out"
+AXES_CLIENT_IP_CALLABLE = "config.staff_auth.views.login_client_ip"  # honours PORTAL_TRUSTED_PROXIES
+AXES_ENABLE_ADMIN = False  # config/staff_auth/admin.py registers its own pages, with an audited unlock
+AXES_VERBOSE = False

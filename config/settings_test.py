@@ -10,6 +10,8 @@ os.environ["DJANGO_READ_DOT_ENV"] = "0"
 os.environ["DJANGO_DEBUG"] = "false"
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-not-used-anywhere-else-0123456789")
 os.environ.setdefault("DJANGO_ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+# Never the queue or the cache keys of an installation that shares the Redis database.
+os.environ.setdefault("Q_CLUSTER_NAME", "dunning-test")
 
 from config.settings import *  # noqa: E402,F403
 
@@ -20,7 +22,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# With REDIS_URL the suite runs on Redis, as production does (every test gets a key prefix of its own,
+# tests/conftest.py); without it, on a per-process memory cache.
+if not REDIS_URL:  # noqa: F405
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 LOGGING["root"]["level"] = "WARNING"  # noqa: F405
 # Static files come from the finders in tests; there is no collectstatic output to scan.
 WHITENOISE_AUTOREFRESH = True

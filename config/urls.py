@@ -3,12 +3,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
 from django.templatetags.static import static
 from django.urls import include, path, reverse_lazy
 
-
-def healthz(request: HttpRequest) -> HttpResponse:
-    """Liveness probe for load balancers: no database access, never cached."""
-    response = HttpResponse("ok", content_type="text/plain")
-    response["Cache-Control"] = "no-store"
-    return response
+from config import health, metrics
 
 
 def favicon(request: HttpRequest) -> HttpResponse:
@@ -29,11 +24,14 @@ urlpatterns = [
     # Before admin/, whose catch-all would otherwise answer these URLs.
     path("admin/reports/", include("reporting.urls")),
     path("admin/", admin.site.urls),
-    path("healthz", healthz, name="healthz"),
+    # Operations: readiness (JSON, 200/503), liveness, and Prometheus metrics (README, "Operations").
+    path("healthz", health.healthz, name="healthz"),
+    path("healthz/live", health.live, name="healthz-live"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("favicon.ico", favicon, name="favicon"),
-    # Banner API (/api/v1/banners/...) and the email provider's tracking webhooks.
+    # Banner API (/api/v1/banners/...) and the configured email provider's tracking webhook
+    # (/anymail/<ANYMAIL_PROVIDER>/tracking/).
     path("", include("notifications.urls")),
-    path("anymail/", include("anymail.urls")),
     # The customers' payment-update page: /portal/<signed token>/ (dunning/portal/).
     path("portal/", include("dunning.portal.urls")),
     # Stripe's webhook endpoint: /webhooks/stripe/.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -24,6 +25,15 @@ class Actor:
     @classmethod
     def system(cls, label: str = "system") -> Actor:
         return cls(type=ActorType.SYSTEM, label=label)
+
+    @classmethod
+    def command(cls, name: str) -> Actor:
+        """A management command, named with the operating-system account that ran it."""
+        try:
+            account = getpass.getuser()
+        except (OSError, KeyError):  # no login name and no passwd entry (some containers)
+            account = "unknown"
+        return cls(type=ActorType.SYSTEM, label=f"{name} (run by {account})")
 
     @classmethod
     def gateway(cls, label: str) -> Actor:

@@ -10,14 +10,18 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.db.models import F, Q, QuerySet
 from django.forms.models import BaseInlineFormSet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
 from customers.admin_csv import AccountCsvAdminMixin
+from customers.admin_privacy import CustomerPrivacyAdminMixin
 from customers.admin_tools import (
     IndexedValuesFilter,
     LargeTableAdminMixin,
@@ -35,7 +39,7 @@ from customers.models import (
     PaymentMethod,
 )
 from customers.money import format_money, to_major_units
-from customers.selectors import customer_overdue_balances
+from customers.selectors import customer_open_balances, customer_overdue_balances
 
 ENTITLEMENT_COLOURS = {
     EntitlementState.ACTIVE: "#1a7f37",
@@ -88,9 +92,30 @@ class ContactInline(admin.TabularInline):
 
 
 class PaymentMethodInline(admin.TabularInline):
+    """Read-only: brand, digits, expiry and ids come from the gateway (the portal, its webhooks, imports)."""
+
     model = PaymentMethod
     extra = 0
-    fields = ["type", "brand", "last4", "exp_month", "exp_year", "gateway_payment_method_id", "is_default"]
+    fields = ["method", "type", "expiry", "gateway_payment_method_id", "is_default"]
+    readonly_fields = fields
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="Payment method")
+    def method(self, payment_method: PaymentMethod) -> str:
+        label = payment_method.brand.title() if payment_method.brand else payment_method.get_type_display()
+        return f"{label} •••• {payment_method.last4}" if payment_method.last4 else label
+
+    @admin.display(description="Expiry")
+    def expiry(self, payment_method: PaymentMethod) -> str:
+        if not (payment_method.exp_month and payment_method.exp_year):
+            return "–"
+        return f"{payment_method.exp_month:02d}/{payment_method.exp_year}"
 
 
 class RecentInvoicesFormSet(BaseInlineFormSet):
@@ -131,30 +156,54 @@ class RecentInvoiceInline(admin.TabularInline):
 
 
 @admin.register(Customer)
-class CustomerAdmin(AccountCsvAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
-    list_display = [
-        "external_id",
-        "name",
-        "email",
-        "company",
-        "segment",
-        "currency",
-        "entitlement",
-        "created_at",
-    ]
-    list_display_links = ["external_id", "name"]
+class CustomerAdmin(CustomerPrivacyAdminMixin, AccountCsvAdminMixin, LargeTableAdminMixin, admin.ModelAdmin):
+    # Few columns, so the list fits a laptop screen with the sidebar open; the customer page has the rest.
+    list_display = ["external_id", "name_and_company", "email", "segment", "currency", "entitlement"]
+    list_display_links = ["external_id", "name_and_company"]
     search_fields = ["external_id", "name", "email", "company"]
     list_filter = ["entitlement_state", SegmentFilter, CustomerCurrencyFilter]
-    readonly_fields = ["overdue_balance", "invoices_link", "created_at", "updated_at"]
-    inlines = [ContactInline, PaymentMethodInline, RecentInvoiceInline]
-    fieldsets = [
-        (None, {"fields": ["external_id", "name", "email", "company"]}),
-        ("Billing", {"fields": ["segment", "currency", "locale", "time_zone", "gateway_customer_id"]}),
-        (
-            "Status",
-            {"fields": ["entitlement_state", "overdue_balance", "invoices_link", "created_at", "updated_at"]},
-        ),
+    readonly_fields = [
+        "open_balance",
+        "overdue_balance",
+        "invoices_link",
+        "created_at",
+        "updated_at",
+        "erased_at",
     ]
+    inlines = [ContactInline, PaymentMethodInline, RecentInvoiceInline]
+    actions = ["export_personal_data", "erase_personal_data"]
+    fieldsets = [
+        (None, {"fields": ["external_id", "name", "email", "company", "entitlement_state"]}),
+        ("Balance", {"fields": ["open_balance", "overdue_balance", "invoices_link"]}),
+        ("Billing", {"fields": ["segment", "currency", "locale", "time_zone", "gateway_customer_id"]}),
+        ("Record", {"fields": ["created_at", "updated_at", "erased_at"], "classes": ["collapse"]}),
+    ]
+
+    history_limit = 200
+
+    def history_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        """The account's audit log: services write audit rows, not the admin's LogEntry."""
+        customer = get_object_or_404(Customer, pk=object_id)
+        if not self.has_view_or_change_permission(request, customer):
+            raise PermissionDenied
+        events = list(
+            AuditEvent.objects.filter(customer=customer)
+            .select_related("invoice")
+            .order_by("-occurred_at", "-id")[: self.history_limit]
+        )
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.opts,
+            "original": customer,
+            "title": f"History of {customer}",
+            "subtitle": None,
+            "events": events,
+            "limit": self.history_limit,
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/customers/customer/history.html", context)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Customer | None = None) -> list[str]:
         # Entitlement follows the dunning cases; editing it by hand would bypass the audit trail.
@@ -163,12 +212,27 @@ class CustomerAdmin(AccountCsvAdminMixin, LargeTableAdminMixin, admin.ModelAdmin
             fields.append("entitlement_state")
         return fields
 
+    @admin.display(description="Name", ordering="name")
+    def name_and_company(self, customer: Customer) -> str:
+        if not customer.company:
+            return customer.name
+        return format_html('{}<br><span class="quiet">{}</span>', customer.name, customer.company)
+
     @admin.display(description="Entitlement", ordering="entitlement_state")
     def entitlement(self, customer: Customer) -> str:
         colour = ENTITLEMENT_COLOURS.get(customer.entitlement_state, "inherit")
         return format_html(
             '<strong style="color:{}">{}</strong>', colour, customer.get_entitlement_state_display()
         )
+
+    @admin.display(description="Open balance")
+    def open_balance(self, customer: Customer) -> str:
+        if customer.pk is None:
+            return "–"
+        balances = customer_open_balances(customer=customer)
+        if not balances:
+            return "Nothing to pay"
+        return ", ".join(format_money(amount, currency) for currency, amount in balances.items())
 
     @admin.display(description="Overdue balance")
     def overdue_balance(self, customer: Customer) -> str:
@@ -341,6 +405,12 @@ class PaymentMethodAdmin(LargeTableAdminMixin, admin.ModelAdmin):
     search_fields = ["=customer__external_id", "=gateway_payment_method_id", "last4"]
     autocomplete_fields = ["customer"]
     readonly_fields = ["created_at", "updated_at"]
+    # What the gateway reports about a method is never typed in by hand once it exists.
+    GATEWAY_FIELDS = ["type", "brand", "last4", "exp_month", "exp_year", "gateway_payment_method_id"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: PaymentMethod | None = None) -> list[str]:
+        fields = list(super().get_readonly_fields(request, obj))
+        return fields if obj is None else [*self.GATEWAY_FIELDS, "customer", *fields]
 
     @admin.display(description="Expiry")
     def expiry(self, method: PaymentMethod) -> str:

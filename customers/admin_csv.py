@@ -226,9 +226,16 @@ class AccountCsvAdminMixin(ImportExportMixin):
         except UnreadableFile as error:
             messages.error(request, f"Nothing was written: {error}")
             return HttpResponseRedirect(preview_url)
-        if not report.written:
+        if not report.ok:
             messages.error(request, "Nothing was written: the file has invalid rows (see below).")
             return HttpResponseRedirect(preview_url)
+        if not (report.created or report.updated):
+            messages.info(
+                request,
+                f"Nothing changed: every account in {record.original_name} is already up to date "
+                f"({report.unchanged:,} unchanged).",
+            )
+            return HttpResponseRedirect(self._url("changelist"))
         messages.success(
             request,
             f"Imported {record.original_name}: {report.created:,} new, {report.updated:,} updated, "

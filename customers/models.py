@@ -60,12 +60,16 @@ class Customer(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # Set when the customer's personal data was erased on request (customers.privacy.customer_erase).
+    erased_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name", "id"]
         permissions = [
             ("import_customer", "Can import customers from CSV"),
             ("export_customer", "Can export customers to CSV"),
+            ("erase_customer", "Can erase a customer's personal data"),
+            ("export_personal_data", "Can export a customer's personal data (JSON)"),
         ]
         constraints = [
             models.CheckConstraint(condition=~Q(external_id=""), name="customer_external_id_not_empty"),

@@ -33,3 +33,16 @@ def customer_overdue_balances(*, customer: Customer, now: datetime | None = None
         .order_by("currency")
     )
     return {row["currency"]: row["balance"] for row in rows}
+
+
+def customer_open_balances(*, customer: Customer) -> dict[str, int]:
+    """What the customer owes on open invoices (due or not yet), per currency, in minor units."""
+    rows = (
+        Invoice.objects.filter(
+            customer=customer, status=InvoiceStatus.OPEN, amount_paid_minor__lt=F("amount_due_minor")
+        )
+        .values("currency")
+        .annotate(balance=Sum(F("amount_due_minor") - F("amount_paid_minor")))
+        .order_by("currency")
+    )
+    return {row["currency"]: row["balance"] for row in rows}

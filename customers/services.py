@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import connections, router, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from customers.actors import Actor
@@ -142,6 +143,49 @@ def invoice_close(
     )
     invoice.refresh_from_db(fields=["status", "amount_paid_minor", "paid_at", "updated_at"])
     return bool(closed)
+
+
+def invoice_payment_record(
+    *,
+    invoice: Invoice,
+    amount_minor: int,
+    actor: Actor,
+    paid_at: datetime | None = None,
+    reason: str = "",
+    details: dict[str, Any] | None = None,
+) -> bool:
+    """Record a part payment received outside the gateway: the invoice stays open for what is left.
+
+    One conditional UPDATE: it matches only an open invoice for which ``amount_minor`` leaves something
+    to pay, so two staff members recording payments at once can never push it to or past the amount due
+    (the whole remainder is recorded with :func:`invoice_close`, which marks the invoice paid). Returns
+    True when this call recorded the payment; the caller's ``invoice`` is refreshed either way.
+    """
+    if amount_minor <= 0:
+        raise ValueError("a payment is a positive amount in minor units")
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Invoice.objects.filter(
+            pk=invoice.pk,
+            status=InvoiceStatus.OPEN,
+            amount_paid_minor__lt=F("amount_due_minor") - amount_minor,
+        ).update(amount_paid_minor=F("amount_paid_minor") + amount_minor, updated_at=now)
+        if updated:
+            audit_record(
+                actor=actor,
+                action="invoice.payment_recorded",
+                customer_id=invoice.customer_id,
+                invoice=invoice,
+                reason=reason,
+                details={
+                    **(details or {}),
+                    "amount_minor": amount_minor,
+                    "currency": invoice.currency,
+                    "paid_at": (paid_at or now).isoformat(),
+                },
+            )
+    invoice.refresh_from_db(fields=["status", "amount_paid_minor", "paid_at", "updated_at"])
+    return bool(updated)
 
 
 def payment_method_set_default(*, payment_method: PaymentMethod, actor: Actor) -> None:

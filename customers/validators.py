@@ -32,3 +32,57 @@ def validate_locale(value: str) -> None:
             code="invalid_locale",
             params={"value": repr(value)},
         )
+
+
+# C0 controls (NUL among them: PostgreSQL refuses it in text) and DEL. Tab, line feed and carriage return
+# are controls too: an identifier never holds them.
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
+# Half of a UTF-16 pair, which JSON's \\ud800 escapes can produce: no database can store it as UTF-8.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+EXTERNAL_ID_MAX_LENGTH = 100
+
+
+def text_problem(value: str) -> str | None:
+    """Why text from outside cannot be stored or looked up as it is, or None when it can."""
+    if _CONTROL_CHARACTERS.search(value):
+        return "must not contain control characters (such as NUL)"
+    if _LONE_SURROGATE.search(value):
+        return "must be valid Unicode text"
+    return None
+
+
+def external_id_problem(value: object) -> str | None:
+    """Why ``value`` is not a customer external id that could exist (a string of 1-100 printable
+    characters), or None. For the API edges: the answer is a 400, never a database error."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value.strip():
+        return "is required"
+    if len(value) > EXTERNAL_ID_MAX_LENGTH:
+        return f"must be at most {EXTERNAL_ID_MAX_LENGTH} characters"
+    return text_problem(value)
+
+
+def json_text_problem(value: object, *, depth: int = 0) -> str | None:
+    """Why a parsed JSON document holds text no database column can take (NUL, lone surrogates), or None.
+
+    Walks keys and values; more than 100 levels of nesting is refused too.
+    """
+    if depth > 100:
+        return "is nested too deeply"
+    if isinstance(value, str):
+        return "must not contain NUL characters" if "\x00" in value else _surrogate_problem(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            problem = json_text_problem(key, depth=depth + 1) or json_text_problem(item, depth=depth + 1)
+            if problem:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            if problem := json_text_problem(item, depth=depth + 1):
+                return problem
+    return None
+
+
+def _surrogate_problem(value: str) -> str | None:
+    return "must be valid Unicode text" if _LONE_SURROGATE.search(value) else None

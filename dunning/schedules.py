@@ -37,5 +37,11 @@ def schedules() -> list[dict[str, object]]:
                 "schedule_type": "I",
                 "minutes": 5,
             },
+            {
+                # Privacy: Stripe event payloads past WEBHOOK_PAYLOAD_RETENTION_DAYS.
+                "name": "dunning: purge expired Stripe payloads",
+                "func": "dunning.tasks.purge_expired_stripe_payloads",
+                "schedule_type": "D",
+            },
         ]
     return wanted

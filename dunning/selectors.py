@@ -8,11 +8,21 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
-from dunning.models import CaseEvent, DunningCase, PaymentAttempt, StepAction
+from dunning.models import (
+    AttemptSource,
+    AttemptStatus,
+    CaseEvent,
+    CaseEventKind,
+    CaseState,
+    DunningCase,
+    PaymentAttempt,
+    StepAction,
+)
 from dunning.schedule import step_due_at
+from notifications.models import Audience, Notification
 
 ACTION_ICONS = {
     StepAction.RETRY: "↻",
@@ -112,3 +122,66 @@ def case_timeline(*, case: DunningCase) -> CaseTimeline:
         )
         upcoming = [entry for day in days for entry in day.entries if entry.index >= case.next_step_index]
     return CaseTimeline(events=events, attempts=attempts, upcoming=upcoming)
+
+
+@dataclass(frozen=True)
+class RetryCounts:
+    """A case's retries, counted the way the case page and the recovery report both show them.
+
+    ``with_result``: attempts after the first failure that have a result (scheduled retries, staff, the
+    portal, card updates), the reports' "retries with a result". ``scheduled``: the policy's own retries,
+    counted against its cap (``cap``).
+    """
+
+    with_result: int
+    scheduled: int
+    cap: int
+
+
+def case_retry_counts(*, case: DunningCase, attempts: Sequence[PaymentAttempt] | None = None) -> RetryCounts:
+    """``attempts`` may be the case's attempts already loaded (the case page has them); else one query."""
+    if attempts is None:
+        attempts = list(case.attempts.all())
+    settled = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED)
+    with_result = sum(
+        1
+        for attempt in attempts
+        if attempt.case_id == case.pk
+        and attempt.source != AttemptSource.INITIAL
+        and attempt.status in settled
+    )
+    return RetryCounts(
+        with_result=with_result, scheduled=case.retry_count, cap=case.policy_version.max_retries
+    )
+
+
+@dataclass(frozen=True)
+class CustomerDunning:
+    """The dunning side of a customer page: open cases, the last messages and the portal visits."""
+
+    open_cases: list[DunningCase]
+    messages: list[Notification]
+    portal_visits: list[CaseEvent]
+
+
+def customer_dunning(*, customer_id: int, limit: int = 10) -> CustomerDunning:
+    """Three queries whatever the customer's history: active cases (with their invoice and policy), the
+    latest customer messages with opens and clicks, and the latest visits to the payment portal."""
+    from dunning.portal.services import PortalAction  # the portal's services import the engine's
+
+    open_cases = list(
+        DunningCase.objects.filter(customer_id=customer_id, state__in=[CaseState.OPEN, CaseState.PAUSED])
+        .select_related("invoice", "policy_version__policy")
+        .order_by(F("next_action_at").asc(nulls_last=True), "id")
+    )
+    messages = list(
+        Notification.objects.filter(customer_id=customer_id, audience=Audience.CUSTOMER).order_by(
+            "-created_at", "-id"
+        )[:limit]
+    )
+    visits = list(
+        CaseEvent.objects.filter(
+            case__customer_id=customer_id, kind=CaseEventKind.PORTAL, details__action=PortalAction.VISIT.value
+        ).order_by("-occurred_at", "-id")[:limit]
+    )
+    return CustomerDunning(open_cases=open_cases, messages=messages, portal_visits=visits)

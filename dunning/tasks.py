@@ -6,9 +6,12 @@ from django.utils import timezone
 
 from dunning.portal.services import portal_fresh_link_send
 from dunning.services.predunning import predunning_expiring_cards_remind
+from dunning.services.privacy import stripe_payloads_purge
+from dunning.services.staff import cases_resume_due
 from dunning.services.stripe_sync import stripe_event_process, stripe_events_sweep
 from dunning.services.stripe_sync.reconcile import stripe_reconcile_scheduled
 from dunning.services.tick import run_tick
+from dunning.signals import timed_tick
 
 
 def remind_expiring_cards() -> str:
@@ -17,8 +20,14 @@ def remind_expiring_cards() -> str:
 
 
 def run_dunning_tick() -> str:
-    """The scheduled tick. Business retries live in our tables, so a missed run simply runs later."""
-    return "\n".join(run_tick().lines())
+    """The scheduled tick. Business retries live in our tables, so a missed run simply runs later.
+
+    Pauses whose resume date has come end first, so their cases take part in this tick.
+    """
+    resumed = cases_resume_due(now=timezone.now())
+    with timed_tick():
+        lines = run_tick().lines()
+    return "\n".join([f"resumed: {len(resumed)} paused case(s)", *lines])
 
 
 def portal_send_fresh_link(email: str) -> int:
@@ -39,3 +48,8 @@ def sweep_stripe_events() -> str:
 def reconcile_stripe() -> str:
     """The scheduled reconciliation: missed webhooks and open invoices, read back from Stripe."""
     return "\n".join(stripe_reconcile_scheduled().lines())
+
+
+def purge_expired_stripe_payloads() -> int:
+    """Once a day: Stripe event payloads past WEBHOOK_PAYLOAD_RETENTION_DAYS, cut down to their ids."""
+    return stripe_payloads_purge()

@@ -26,4 +26,10 @@ SCHEDULES: list[ScheduleSpec] = [
         "schedule_type": "I",
         "minutes": 1,
     },
+    {
+        "name": "notifications: purge expired message and webhook bodies",
+        "func": "notifications.tasks.purge_expired_bodies",
+        "schedule_type": "I",
+        "minutes": 24 * 60,
+    },
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from notifications.services.dispatch import notifications_dispatch, notifications_dispatch_due
+from notifications.services.privacy import notifications_purge_expired
 from notifications.services.webhooks import webhook_deliveries_attempt
 
 
@@ -23,3 +24,10 @@ def deliver_webhooks(delivery_ids: list[int]) -> int:
 def retry_due_webhooks() -> int:
     """Every minute: deliveries whose next attempt is due."""
     return webhook_deliveries_attempt(delivery_ids=None).succeeded
+
+
+def purge_expired_bodies() -> int:
+    """Daily: message and webhook bodies past their retention (NOTIFICATIONS_MESSAGE_BODY_RETENTION_DAYS,
+    WEBHOOK_PAYLOAD_RETENTION_DAYS)."""
+    counts = notifications_purge_expired()
+    return counts.message_bodies + counts.webhook_bodies

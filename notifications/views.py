@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -19,11 +21,11 @@ from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from customers.validators import external_id_problem
 from notifications import conf
 from notifications.selectors import active_banners_for_customer
 from notifications.services.banners import api_key_authenticate, banner_token_for, banner_token_read
 
-MAX_EXTERNAL_ID_LENGTH = 100
 MAX_TOKEN_TTL = 3600
 
 
@@ -59,13 +61,39 @@ def _banners_payload(external_id: str) -> dict[str, Any]:
     }
 
 
+def _customer_error(value: object, *, where: str) -> JsonResponse | None:
+    """A 400 naming what is wrong with the customer's external id, or None when it can be looked up."""
+    problem = external_id_problem(value)
+    if problem is None:
+        return None
+    return _error(f"The 'customer' {where} (the customer's external id) {problem}.", 400)
+
+
+def _ttl(value: object) -> int | str:
+    """The token lifetime asked for, in whole seconds (at most ``MAX_TOKEN_TTL``), or why it is refused.
+
+    JSON numbers and form strings are accepted; booleans, fractions, infinities and anything else are not.
+    """
+    if isinstance(value, bool):
+        return "'ttl' must be a whole number of seconds, not true or false."
+    whole_string = isinstance(value, str) and re.fullmatch(r"\s*\d{1,9}\s*", value)
+    whole_float = isinstance(value, float) and math.isfinite(value) and value.is_integer()
+    if whole_string or whole_float:
+        value = int(value)  # type: ignore[arg-type]
+    if not isinstance(value, int):
+        return "'ttl' must be a whole number of seconds."
+    if value <= 0:
+        return "'ttl' must be positive."
+    return min(value, MAX_TOKEN_TTL)
+
+
 @require_http_methods(["GET", "HEAD"])
 def banners(request: HttpRequest) -> HttpResponse:
     if _bearer_key(request) is None:
         return _error("A valid API key is required (Authorization: Bearer <key>).", 401, challenge=True)
     external_id = request.GET.get("customer", "").strip()
-    if not external_id or len(external_id) > MAX_EXTERNAL_ID_LENGTH:
-        return _error("The 'customer' parameter (the customer's external id) is required.", 400)
+    if error := _customer_error(external_id, where="parameter"):
+        return error
     response = JsonResponse(_banners_payload(external_id))
     response["Cache-Control"] = f"private, max-age={conf.banner_api_max_age()}"
     patch_vary_headers(response, ["Authorization"])
@@ -80,19 +108,19 @@ def banner_token(request: HttpRequest) -> HttpResponse:
     data: dict[str, Any] = dict(request.POST.items())
     if request.content_type == "application/json":
         try:
-            loaded = json.loads(request.body or b"{}")
-        except ValueError:
-            return _error("The body is not valid JSON.", 400)
-        data = loaded if isinstance(loaded, dict) else {}
-    external_id = str(data.get("customer", "")).strip()
-    if not external_id or len(external_id) > MAX_EXTERNAL_ID_LENGTH:
-        return _error("The 'customer' field (the customer's external id) is required.", 400)
-    try:
-        ttl = min(int(data.get("ttl", conf.banner_token_ttl())), MAX_TOKEN_TTL)
-    except (TypeError, ValueError):
-        return _error("'ttl' must be a number of seconds.", 400)
-    if ttl <= 0:
-        return _error("'ttl' must be positive.", 400)
+            data = json.loads(request.body or b"{}")
+        except ValueError:  # UnicodeDecodeError included
+            return _error("The body is not valid JSON (UTF-8).", 400)
+        if not isinstance(data, dict):
+            return _error('The JSON body must be an object, e.g. {"customer": "acme-42", "ttl": 900}.', 400)
+    external_id = data.get("customer", "")
+    if isinstance(external_id, str):
+        external_id = external_id.strip()
+    if error := _customer_error(external_id, where="field"):
+        return error
+    ttl = _ttl(data.get("ttl", conf.banner_token_ttl()))
+    if isinstance(ttl, str):
+        return _error(ttl, 400)
     response = JsonResponse(
         {"token": banner_token_for(external_id=external_id, ttl_seconds=ttl), "expires_in": ttl}
     )
@@ -117,6 +145,8 @@ def banners_embed(request: HttpRequest) -> HttpResponse:
     external_id = banner_token_read(token=request.GET.get("token", ""))
     if external_id is None:
         return _cors(request, _error("The banner token is missing, invalid or expired.", 401))
+    if problem := external_id_problem(external_id):
+        return _cors(request, _error(f"The banner token's customer id {problem}.", 400))
     response = JsonResponse(_banners_payload(external_id))
     # The token is in the URL, so a shared cache could key on it; keep it private and short.
     response["Cache-Control"] = f"private, max-age={conf.banner_api_max_age()}"

@@ -179,3 +179,20 @@ class DirtyCase(models.Model):
 
     def __str__(self) -> str:
         return str(self.case_id)
+
+
+class OperationsFigure(models.Model):
+    """A figure for the metrics endpoint that no other table holds: cumulative tick counters (ticks, cases,
+    actions by kind, gateway errors by kind) and the last tick's time, duration and size. Every tick process
+    adds to them when its tick finishes (``dunning.signals.tick_finished``), so ``/metrics`` shows the same
+    figures whichever process answers. Losing the rows only resets the counters, as a restart would."""
+
+    name = models.CharField(max_length=120, primary_key=True)
+    value = models.FloatField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "operations figure"
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value:g}"

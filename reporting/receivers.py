@@ -1,4 +1,5 @@
-"""Reporting listens to the dunning engine: after every tick, the rollups catch up."""
+"""Reporting listens to the dunning engine: after every tick, the metrics' tick figures are recorded and the
+rollups catch up."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import logging
 from typing import Any
 
 from django.conf import settings
+from django.utils import timezone
 
+from dunning.signals import tick_elapsed_seconds
 from reporting.services import rollups_refresh
+from reporting.services.operations import tick_figures_record
 
 logger = logging.getLogger(__name__)
 
@@ -21,3 +25,16 @@ def refresh_after_tick(sender: Any, **kwargs: Any) -> None:
     except Exception:
         # The reports can wait for the next tick; the tick that collected money must not fail for them.
         logger.exception("reporting: refreshing the rollups after the tick failed; the next tick retries")
+
+
+def record_tick_figures(sender: Any, summary: Any, **kwargs: Any) -> None:
+    """The metrics endpoint's tick counters and last-tick figures (wall-clock time, not the tick's ``now``)."""
+    try:
+        tick_figures_record(
+            counts=dict(summary.counts),
+            cases=summary.cases,
+            duration_seconds=tick_elapsed_seconds(),
+            finished_at=timezone.now(),
+        )
+    except Exception:
+        logger.exception("reporting: recording the tick's figures for the metrics failed")

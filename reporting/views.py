@@ -133,7 +133,9 @@ def customer_view(request: HttpRequest, customer_id: int) -> HttpResponse:
 @reports_view
 @require_GET
 def case_view(request: HttpRequest, case_id: int) -> HttpResponse:
-    case = get_object_or_404(DunningCase.objects.select_related("customer", "invoice"), pk=case_id)
+    case = get_object_or_404(
+        DunningCase.objects.select_related("customer", "invoice", "policy_version"), pk=case_id
+    )
     report = case_report(case=case)
     return TemplateResponse(
         request,

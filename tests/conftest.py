@@ -2,18 +2,48 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator
+
 import pytest
 from django.db import connection
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``postgres`` need row locks and real concurrency; on SQLite they skip with a reason."""
-    if connection.vendor == "postgresql":
-        return
-    skip = pytest.mark.skip(reason="needs PostgreSQL: set DATABASE_URL=postgres://... (CI runs it)")
+    """Tests marked ``postgres`` need row locks and real concurrency; on SQLite they skip with a reason.
+    Tests marked ``redis`` need a shared cache and broker; without ``REDIS_URL`` they skip with a reason."""
+    from django.conf import settings
+
+    skips = {}
+    if connection.vendor != "postgresql":
+        skips["postgres"] = pytest.mark.skip(
+            reason="needs PostgreSQL: set DATABASE_URL=postgres://... (CI runs it)"
+        )
+    if not settings.REDIS_URL:
+        skips["redis"] = pytest.mark.skip(reason="needs Redis: set REDIS_URL=redis://... (CI runs it)")
     for item in items:
-        if "postgres" in item.keywords:
-            item.add_marker(skip)
+        for marker, skip in skips.items():
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture
+def client():  # type: ignore[no-untyped-def]
+    """pytest-django's client, whose ``force_login`` of a staff member also verifies a second factor (the
+    admin asks for one: config/staff_auth/). ``force_login(user, second_factor=False)`` skips it."""
+    from tests.support.staff import StaffClient
+
+    return StaffClient()
+
+
+@pytest.fixture
+def admin_client(db, admin_user):  # type: ignore[no-untyped-def]
+    """pytest-django's admin client: a superuser, signed in with a verified second factor."""
+    from tests.support.staff import StaffClient
+
+    client = StaffClient()
+    client.force_login(admin_user)
+    return client
 
 
 @pytest.fixture
@@ -23,11 +53,50 @@ def staff_user(django_user_model):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture(autouse=True)
-def _clear_cache() -> None:
-    """Cached admin filter choices and rate-limit counters must not leak from one test into the next."""
+def _isolated_cache(settings) -> Iterator[str]:  # type: ignore[no-untyped-def]
+    """Cached admin filter choices and rate-limit counters must not leak from one test into the next.
+
+    On Redis (``REDIS_URL``) every test gets a key prefix of its own, and its keys are deleted afterwards:
+    the database may be shared with other runs, so it is never flushed. Yields the prefix ("" locally).
+    """
     from django.core.cache import cache
 
-    cache.clear()
+    if not redis_cache_configured():
+        cache.clear()
+        yield ""
+        return
+    prefix = f"{settings.Q_CLUSTER_NAME}-{uuid.uuid4().hex[:12]}"
+    settings.CACHES = {"default": {**settings.CACHES["default"], "KEY_PREFIX": prefix}}
+    yield prefix
+    redis_delete_prefixed(prefix)
+
+
+def redis_cache_configured() -> bool:
+    from django.conf import settings
+
+    return settings.CACHES["default"]["BACKEND"].endswith("RedisCache")
+
+
+def redis_delete_prefixed(prefix: str) -> int:
+    """Delete the keys under ``prefix:`` (a test's cache keys), never anything else."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
+        return client.delete(*keys) if keys else 0
+    finally:
+        client.close()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_circuit_counters() -> None:
+    """The circuit breaker's in-process counts must not carry from one test into the next."""
+    from dunning.services import circuit
+
+    with circuit._counters_lock:
+        circuit._counters.clear()
 
 
 @pytest.fixture
@@ -46,6 +115,7 @@ def dunning_seeds(django_db_blocker: object) -> None:
     if not DeclineCode.objects.exists():
         importlib.import_module("dunning.migrations.0002_seed_decline_codes").seed(apps, None)
         importlib.import_module("dunning.migrations.0008_stripe_events").seed(apps, None)
+        importlib.import_module("dunning.migrations.0009_money_safety").seed_internal_codes(apps, None)
     if not DunningPolicy.objects.filter(name="Default").exists():
         importlib.import_module("dunning.migrations.0003_default_policy").create(apps, None)
 

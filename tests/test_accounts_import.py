@@ -358,9 +358,10 @@ def test_a_file_that_is_not_utf8_is_unreadable() -> None:
     assert not Customer.objects.exists()
 
 
-def test_an_empty_file_is_an_error() -> None:
-    report = run(b"")
-    assert errors_of(report) == [(1, "")]
+@pytest.mark.parametrize("data", [b"", b"\r\n\n", "\ufeff".encode()])
+def test_an_empty_file_is_unreadable(data: bytes) -> None:
+    with pytest.raises(UnreadableFile, match="the file is empty"):
+        run(data)
 
 
 def test_a_header_alone_imports_nothing() -> None:

@@ -14,6 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from customers.accounts_csv import services
+from customers.actors import Actor
 from customers.models import AccountImport, AccountImportStatus, AuditEvent, Customer
 from customers.tasks import purge_expired_account_imports
 from tests.factories import CustomerFactory, account_row, accounts_csv
@@ -286,3 +287,34 @@ def test_past_imports_are_listed_read_only(admin_client) -> None:  # type: ignor
     assert admin_client.get(reverse("admin:customers_accountimport_add")).status_code == 403
     change = admin_client.post(reverse("admin:customers_accountimport_change", args=[record.pk]), {})
     assert change.status_code == 403
+
+
+def test_confirming_a_file_that_changes_nothing_says_so(client, staff_user) -> None:  # type: ignore[no-untyped-def]
+    grant(staff_user, "view_customer", "import_customer")
+    client.force_login(staff_user)
+    data = accounts_csv([account_row(1), account_row(2)])
+    services.accounts_import(source=io.BytesIO(data), actor=Actor.system("test"))
+    record_url = upload(client, data)["Location"]
+    assert (
+        "Nothing to import: every account in the file is already up to date."
+        in client.get(record_url).content.decode()
+    )
+    record = AccountImport.objects.get()
+    done = client.post(reverse(PROCESS), {"import_id": record.pk, "confirm": "Confirm"})
+    assert done["Location"] == reverse(CHANGELIST)
+    assert [str(m) for m in done.wsgi_request._messages] == [
+        "Nothing changed: every account in accounts.csv is already up to date (2 unchanged)."
+    ]
+    record.refresh_from_db()
+    assert record.status == AccountImportStatus.IMPORTED
+    assert AuditEvent.objects.filter(action="customers.imported").count() == 1  # the first import only
+
+
+def test_an_empty_upload_is_refused_as_unreadable(client, staff_user) -> None:  # type: ignore[no-untyped-def]
+    grant(staff_user, "import_customer")
+    client.force_login(staff_user)
+    for data in (b"", b"\n\n"):  # Django's form refuses zero bytes; the reader finds no header in the rest
+        response = upload(client, data)
+        assert response.status_code == 200
+        assert "file is empty" in response.content.decode()
+    assert not AccountImport.objects.exists()

@@ -119,3 +119,28 @@ def test_a_payment_method_with_bad_details_is_refused() -> None:
             last4="12",
             exp_month=13,
         )
+
+
+def test_a_part_payment_raises_the_amount_paid_but_never_to_or_past_the_amount_due() -> None:
+    from customers.services import invoice_payment_record
+
+    actor = Actor.system("test")
+    invoice = InvoiceFactory(amount_due_minor=4900)
+    assert invoice_payment_record(
+        invoice=invoice, amount_minor=1900, actor=actor, details={"reference": "r1"}
+    )
+    assert (invoice.amount_paid_minor, invoice.status) == (1900, InvoiceStatus.OPEN)
+    # The whole remainder (3000) or more is not a part payment: the invoice would be paid (invoice_close).
+    assert not invoice_payment_record(invoice=invoice, amount_minor=3000, actor=actor)
+    assert not invoice_payment_record(invoice=invoice, amount_minor=5000, actor=actor)
+    assert invoice.amount_paid_minor == 1900
+    audit = AuditEvent.objects.get(action="invoice.payment_recorded")
+    assert (audit.invoice_id, audit.details["amount_minor"], audit.details["reference"]) == (
+        invoice.pk,
+        1900,
+        "r1",
+    )
+    paid = InvoiceFactory(status=InvoiceStatus.PAID, amount_due_minor=100, amount_paid_minor=100)
+    assert not invoice_payment_record(invoice=paid, amount_minor=1, actor=actor)
+    with pytest.raises(ValueError):
+        invoice_payment_record(invoice=invoice, amount_minor=0, actor=actor)

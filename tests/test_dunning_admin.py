@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.contrib.auth.models import Permission
@@ -151,11 +152,11 @@ def test_staff_actions_need_their_permissions(client, staff_user) -> None:  # ty
     client.force_login(staff_user)
     staff_user.user_permissions.add(Permission.objects.get(codename="view_dunningcase"))
     pause_url = reverse("admin:dunning_dunningcase_action", args=[case.pk, "pause"])
-    assert client.post(pause_url).status_code == 403
+    assert client.post(pause_url, {"text": "Customer on holiday"}).status_code == 403
     staff_user.user_permissions.add(Permission.objects.get(codename="manage_dunningcase"))
     staff_user = type(staff_user).objects.get(pk=staff_user.pk)  # drop the permission cache
     client.force_login(staff_user)
-    assert client.post(pause_url).status_code == 302
+    assert client.post(pause_url, {"text": "Customer on holiday"}).status_code == 302
     case.refresh_from_db()
     assert case.state == CaseState.PAUSED
     retry_url = reverse("admin:dunning_dunningcase_action", args=[case.pk, "retry"])
@@ -183,9 +184,11 @@ def test_retry_now_asks_for_confirmation_then_charges_once(admin_client) -> None
 def test_mark_paid_needs_a_reference_and_records_it(admin_client) -> None:  # type: ignore[no-untyped-def]
     case, invoice, _ = failed_invoice()
     url = reverse("admin:dunning_dunningcase_action", args=[case.pk, "mark_paid"])
-    response = admin_client.post(url, {"text": ""})
-    assert "Payment reference is required." in response.content.decode()
-    admin_client.post(url, {"text": "SEPA transfer 2026-0412"})
+    form = {"amount": "49.00", "paid_on": timezone.localdate().isoformat(), "method": "bank_transfer"}
+    response = admin_client.post(url, {**form, "reference": ""})
+    assert response.status_code == 200
+    assert response.context["form"].errors["reference"] == ["This field is required."]
+    admin_client.post(url, {**form, "reference": "SEPA transfer 2026-0412"})
     case.refresh_from_db()
     assert (case.state, case.recovery_channel) == (CaseState.RECOVERED, "staff")
     assert case.events.filter(kind=CaseEventKind.NOTE, reason__contains="SEPA transfer 2026-0412").exists()
@@ -226,7 +229,7 @@ def test_bulk_pause_goes_through_the_service(admin_client) -> None:  # type: ign
 def test_resuming_shifts_the_remaining_schedule(admin_client) -> None:  # type: ignore[no-untyped-def]
     case, _, _ = failed_invoice(failed_at=timezone.now() - timedelta(hours=1))
     before = case.next_action_at
-    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "pause"]))
+    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "pause"]), {"text": "call"})
     case.refresh_from_db()
     case.paused_at -= timedelta(days=2)  # as if it had been paused for two days
     case.save(update_fields=["paused_at"])
@@ -235,3 +238,143 @@ def test_resuming_shifts_the_remaining_schedule(admin_client) -> None:  # type: 
     assert case.state == CaseState.OPEN
     assert case.schedule_shift_seconds >= 2 * 86400
     assert case.next_action_at - before >= timedelta(days=2)
+
+
+def _messages(response) -> list[tuple[str, str]]:  # type: ignore[no-untyped-def]
+    return [(m.level_tag, m.message) for m in response.context["messages"]]
+
+
+def test_the_queue_shows_open_and_paused_cases_first_by_next_action(admin_client) -> None:  # type: ignore[no-untyped-def]
+    now = timezone.now()
+    later, _, _ = failed_invoice(failed_at=now - timedelta(minutes=1))
+    sooner, _, _ = failed_invoice(failed_at=now - timedelta(minutes=30))
+    paused, _, _ = failed_invoice(failed_at=now - timedelta(minutes=10))
+    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[paused.pk, "pause"]), {"text": "x"})
+    recovered, _, _ = failed_invoice(card="pm_sim_4242424242424242")
+    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[recovered.pk, "retry"]))
+    url = reverse("admin:dunning_dunningcase_changelist")
+    queue = [case.pk for case in admin_client.get(url).context["cl"].result_list]
+    assert queue == [sooner.pk, paused.pk, later.pk]
+    everything = [case.pk for case in admin_client.get(url, {"queue": "all"}).context["cl"].result_list]
+    assert everything[-1] == recovered.pk and len(everything) == 4  # nothing scheduled: last
+    chosen = admin_client.get(url, {"state__exact": "recovered"}).context["cl"].result_list
+    assert [case.pk for case in chosen] == [recovered.pk]
+
+
+def test_a_declined_retry_is_a_warning_in_plain_words_with_what_happens_next(admin_client) -> None:  # type: ignore[no-untyped-def]
+    case, _, _ = failed_invoice(card="pm_sim_4000000000009995")  # insufficient funds again
+    response = admin_client.post(
+        reverse("admin:dunning_dunningcase_action", args=[case.pk, "retry"]), follow=True
+    )
+    [(level, text)] = _messages(response)
+    assert level == "warning"
+    assert text.startswith("The charge of €49.00 was declined: Not enough funds; retries around pay days")
+    assert "Dunning carries on: next, “Send an email” on" in text  # day 0's email, not sent yet
+    assert text.endswith("(decline code insufficient_funds)")
+
+
+def test_a_hard_decline_on_retry_says_the_card_is_never_retried(admin_client) -> None:  # type: ignore[no-untyped-def]
+    case, _, _ = failed_invoice(card="pm_sim_4000000000000069")  # the simulated card answers expired_card
+    response = admin_client.post(
+        reverse("admin:dunning_dunningcase_action", args=[case.pk, "retry"]), follow=True
+    )
+    [(level, text)] = _messages(response)
+    assert level == "warning"
+    assert "The card has expired." in text and "never retried: send the customer a portal link" in text
+
+
+def test_a_refused_retry_is_explained_before_the_click_with_what_to_do_instead(admin_client) -> None:  # type: ignore[no-untyped-def]
+    case, _, _ = failed_invoice(decline_code="authentication_required")
+    url = reverse("admin:dunning_dunningcase_action", args=[case.pk, "retry"])
+    page = admin_client.get(url)
+    content = page.content.decode()
+    assert "This retry would be refused: nothing will be charged." in content
+    assert "This charges" not in content and "Yes, charge" not in content
+    alternatives = page.context["alternatives"]
+    assert reverse("admin:dunning_dunningcase_portal_link", args=[case.pk]) in [
+        url for _, url in alternatives
+    ]
+    response = admin_client.post(url, follow=True)  # a forged post changes nothing either
+    [(level, text)] = _messages(response)
+    assert level == "warning" and text.startswith("Nothing was done: The bank asked the customer")
+    assert PaymentAttempt.objects.filter(invoice=case.invoice).count() == 1
+
+
+def test_mark_paid_takes_a_part_payment_and_dunning_carries_on(admin_client) -> None:  # type: ignore[no-untyped-def]
+    case, invoice, _ = failed_invoice(amount_minor=4900)
+    url = reverse("admin:dunning_dunningcase_action", args=[case.pk, "mark_paid"])
+    form = admin_client.get(url).context["form"]
+    assert form["amount"].initial == Decimal("49.00")
+    data = {"paid_on": timezone.localdate().isoformat(), "method": "bank_transfer", "reference": "wire 9"}
+    too_much = admin_client.post(url, {**data, "amount": "49.01"})
+    assert too_much.context["form"].errors["amount"] == ["That is more than the €49.00 left to pay."]
+    too_fine = admin_client.post(url, {**data, "amount": "1.005"})
+    assert too_fine.context["form"].errors["amount"] == ["EUR amounts have fewer decimal places."]
+    response = admin_client.post(url, {**data, "amount": "20.50"}, follow=True)
+    assert _messages(response) == [
+        ("success", "Part payment of €20.50 recorded: €28.50 left, dunning carries on for it.")
+    ]
+    invoice.refresh_from_db()
+    case.refresh_from_db()
+    assert (invoice.amount_paid_minor, invoice.status, case.state) == (2050, "open", CaseState.OPEN)
+
+
+def test_pause_takes_a_reason_and_an_optional_resume_date(admin_client) -> None:  # type: ignore[no-untyped-def]
+    case, _, _ = failed_invoice()
+    url = reverse("admin:dunning_dunningcase_action", args=[case.pk, "pause"])
+    assert admin_client.post(url, {"text": ""}).context["form"].errors["text"]
+    today = timezone.localdate()
+    assert admin_client.post(url, {"text": "x", "resume_on": today.isoformat()}).context["form"].errors[
+        "resume_on"
+    ] == ["Choose a day after today."]
+    resume_on = today + timedelta(days=5)
+    admin_client.post(url, {"text": "Promised to pay on the 5th", "resume_on": resume_on.isoformat()})
+    case.refresh_from_db()
+    assert case.state == CaseState.PAUSED
+    page = admin_client.get(reverse("admin:dunning_dunningcase_change", args=[case.pk]))
+    assert timezone.localdate(page.context["paused_until"]) == resume_on
+    assert "it resumes by itself then" in page.content.decode()
+
+
+def test_history_shows_the_case_timeline(admin_client) -> None:  # type: ignore[no-untyped-def]
+    case, _, _ = failed_invoice(card="pm_sim_4242424242424242")
+    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "pause"]), {"text": "wait"})
+    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "resume"]), {"text": ""})
+    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "retry"]))
+    history = admin_client.get(reverse("admin:dunning_dunningcase_history", args=[case.pk]))
+    content = history.content.decode()
+    assert history.status_code == 200
+    assert "open → paused" in content and "paused → open" in content and "open → recovered" in content
+    assert "Attempt succeeded" in content and "no history" not in content.lower()
+
+
+def test_a_flagged_case_offers_mark_reviewed_and_clears_the_flag(admin_client) -> None:  # type: ignore[no-untyped-def]
+    case, _, _ = failed_invoice(decline_code="fraudulent")
+    page = admin_client.get(reverse("admin:dunning_dunningcase_change", args=[case.pk]))
+    assert "Mark reviewed" in page.content.decode() and "Flagged for staff review." in page.content.decode()
+    admin_client.post(
+        reverse("admin:dunning_dunningcase_action", args=[case.pk, "review_done"]), {"text": "Stolen card."}
+    )
+    case.refresh_from_db()
+    assert not case.needs_staff_review
+    page = admin_client.get(reverse("admin:dunning_dunningcase_change", args=[case.pk]))
+    assert "Mark reviewed" not in page.content.decode()
+
+
+def test_the_case_page_and_the_case_report_count_retries_alike(admin_client) -> None:  # type: ignore[no-untyped-def]
+    from dunning.services.tick import run_tick
+
+    case, _, _ = failed_invoice(failed_at=timezone.now() - timedelta(days=2))
+    run_tick()  # day 1's scheduled retry: declined again
+    admin_client.post(reverse("admin:dunning_dunningcase_action", args=[case.pk, "retry"]))  # a staff retry
+    case.refresh_from_db()
+    assert case.retry_count == 1
+    page = admin_client.get(reverse("admin:dunning_dunningcase_change", args=[case.pk])).content.decode()
+    assert (
+        "2 with a result (scheduled, staff, portal and card updates); 1 of 4 scheduled retries used" in page
+    )
+    report = admin_client.get(reverse("reporting:case", args=[case.pk]))
+    assert report.context["report"].facts.retries == 2
+    text = report.content.decode()
+    assert '<td data-figure="retries">2 (scheduled, staff, portal and card updates)</td>' in text
+    assert '<td data-figure="scheduled-retries">1 of 4</td>' in text

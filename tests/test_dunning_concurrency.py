@@ -174,19 +174,19 @@ def test_tick_workers_in_one_process_share_batches_and_settle_each_customer_once
 
 
 def test_an_error_in_one_tick_worker_reaches_the_caller(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from dunning.services import tick
+    from dunning.services import tick_batch
 
     for _ in range(6):
         failed_invoice(failed_at=OPENED)
     run_tick(now=OPENED + timedelta(hours=1), workers=1)
-    record = tick._record_batch
+    record = tick_batch._record_batch
 
     def failing_in_workers(*args, **kwargs):  # type: ignore[no-untyped-def]
         if threading.current_thread().name.startswith("tick-worker"):
             raise RuntimeError("worker failed")
         return record(*args, **kwargs)
 
-    monkeypatch.setattr(tick, "_record_batch", failing_in_workers)
+    monkeypatch.setattr(tick_batch, "_record_batch", failing_in_workers)
     with pytest.raises(RuntimeError, match="worker failed"):
         run_tick(now=OPENED + timedelta(days=1), batch_size=1, workers=2)
     # The failed batch rolled back: its attempt stays pending, for the next tick to reconcile.
@@ -229,3 +229,41 @@ def test_two_recoveries_of_one_customer_at_once_restore_access() -> None:
     assert errors == []
     customer.refresh_from_db()
     assert customer.entitlement_state == EntitlementState.ACTIVE
+
+
+def test_two_part_payments_recorded_at_once_never_pay_more_than_is_due() -> None:
+    """Two staff members record 30.00 each on a 49.00 invoice at the same moment: one is recorded, the
+    other is refused with the amount left, and the invoice is never overpaid."""
+    from django.core.exceptions import ValidationError
+
+    from dunning.services.staff import case_record_offline_payment
+
+    case, invoice, _ = failed_invoice(failed_at=OPENED, amount_minor=4900)
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def record(reference: str) -> None:
+        try:
+            start.wait()
+            case_record_offline_payment(case=case, actor=TEST_ACTOR, reference=reference, amount_minor=3000)
+            outcomes.append("recorded")
+        except ValidationError as refusal:
+            outcomes.append(" ".join(refusal.messages))
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=record, args=(f"wire {n}",)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(outcomes) == [
+        "recorded",
+        f"€30.00 is more than the €19.00 left to pay on invoice {invoice.number}.",
+    ]
+    invoice.refresh_from_db()
+    assert (invoice.amount_paid_minor, invoice.status) == (3000, "open")

@@ -306,23 +306,25 @@ def test_a_timeout_after_the_charge_is_reconciled_and_never_charged_twice() -> N
     assert case.events.filter(kind=CaseEventKind.ATTEMPT_RECONCILED).count() == 1
 
 
-def test_a_timeout_before_the_charge_is_reconciled_as_not_charged_and_retried_soon() -> None:
+def test_a_timeout_before_the_charge_is_settled_by_sending_the_same_key_again() -> None:
+    """The gateway never saw the request: "no record" is not an answer, so the same logical retry is sent
+    again with the same idempotency key (the processor charges at most once), and its answer settles it."""
     case, invoice, _ = failed_invoice(card="pm_sim_4242424242424242", failed_at=OPENED)
     SimulatedGatewayRule.objects.create(customer_external_id=invoice.customer.external_id, fault="timeout")
     run_tick(now=OPENED + timedelta(days=1))
-    SimulatedGatewayRule.objects.all().delete()
-    run_tick(now=OPENED + timedelta(days=1, minutes=5))
     first = retries(invoice.pk)[0]
     first.refresh_from_db()
-    assert (first.status, first.decline_code, first.decline_category) == (
-        "failed",
-        "not_charged",
-        "processing",
-    )
-    run_tick(now=OPENED + timedelta(days=1, hours=2))
+    assert first.status == AttemptStatus.UNKNOWN
+    SimulatedGatewayRule.objects.all().delete()
+    run_tick(now=OPENED + timedelta(days=1, minutes=5))
+    first.refresh_from_db()
     case.refresh_from_db()
+    assert (first.status, first.processed) == (AttemptStatus.SUCCEEDED, True)
     assert case.state == CaseState.RECOVERED
-    assert SimulatedCharge.objects.filter(succeeded=True).count() == 1
+    assert [a.pk for a in retries(invoice.pk)] == [first.pk]
+    assert SimulatedCharge.objects.get().idempotency_key == first.idempotency_key
+    # The retry was counted once, when the processor processed it; the timeout counted nothing.
+    assert case.retry_count == 1
 
 
 def test_a_crash_between_the_gateway_call_and_the_commit_is_reconciled_without_a_second_charge(
@@ -334,7 +336,7 @@ def test_a_crash_between_the_gateway_call_and_the_commit_is_reconciled_without_a
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("simulated crash after the gateway answered")
 
-    monkeypatch.setattr("dunning.services.tick._record_batch", crash)
+    monkeypatch.setattr("dunning.services.tick_batch._record_batch", crash)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_tick(now=moment)
     monkeypatch.undo()

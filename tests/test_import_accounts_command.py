@@ -35,7 +35,17 @@ def test_imports_and_summarises(tmp_path: Path) -> None:
     assert event.details["file"] == "accounts.csv"
 
     out, _ = call(str(path))
+    assert out.startswith("Nothing changed: every account is up to date.")
     assert "0 new, 0 updated, 2 unchanged" in out
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n"])
+def test_an_empty_file_exits_2_as_unreadable(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(content)
+    with pytest.raises(CommandError, match="the file is empty") as raised:
+        call(str(path))
+    assert raised.value.returncode == 2
 
 
 def test_invalid_rows_exit_1_with_the_first_100_errors_by_line(tmp_path: Path) -> None:

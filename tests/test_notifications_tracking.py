@@ -22,6 +22,7 @@ SECRET = "postmark-hook:s3cret-webhook-pass"
 @pytest.fixture(autouse=True)
 def _webhook_secret(settings) -> None:  # type: ignore[no-untyped-def]
     settings.ANYMAIL = {**settings.ANYMAIL, "WEBHOOK_SECRET": SECRET}
+    settings.ANYMAIL_PROVIDER = "postmark"
 
 
 def _post(payload: dict, credentials: str = SECRET) -> int:

@@ -126,12 +126,10 @@ def test_a_declined_card_then_a_good_one_recovers_the_case_through_the_email_cha
     page = client.get(declined["Location"])
     assert "Your card was declined" in page.content.decode()
     assert "without giving a reason" in page.content.decode()  # generic_decline's customer message
+    # A card that declines never replaces the card on file: it is kept, not made the default.
     default = PaymentMethod.objects.get(customer=invoice.customer, is_default=True)
-    assert (default.last4, default.brand, default.gateway_payment_method_id) == (
-        "0002",
-        "visa",
-        "pm_sim_4000000000000002",
-    )
+    assert default.pk == old_card.pk
+    assert PaymentMethod.objects.get(gateway_payment_method_id="pm_sim_4000000000000002").is_default is False
     case.refresh_from_db()
     assert case.state == CaseState.OPEN
 
@@ -227,17 +225,27 @@ def test_a_new_card_unblocks_an_authentication_request(client: Client) -> None:
     assert client.post(_link(invoice) + "card/", GOOD)["Location"].endswith("/paid/")
 
 
-def test_saving_a_card_while_a_case_is_paused_leaves_pay_now_for_the_rest(client: Client) -> None:
-    case, invoice, _ = failed_invoice()
-    case_pause(case=case, actor=TEST_ACTOR, reason="customer on holiday")
-    response = client.post(_link(invoice) + "card/", GOOD)
-    assert response["Location"].endswith("?result=saved")
-    page = _page(client.get(response["Location"]))
-    assert "Your new card is saved" in page and "Pay €49.00 now" in page
-    assert _charges(invoice) == []  # a paused case is not charged by the card change...
-    assert client.post(_link(invoice) + "pay/")["Location"].endswith("/paid/")  # ...but the customer may pay
-    case.refresh_from_db()
-    assert (case.state, case.recovery_channel) == (CaseState.RECOVERED, RecoveryChannel.EMAIL_PORTAL)
+def test_a_customer_who_comes_to_pay_is_charged_whatever_the_state_of_the_case(client: Client) -> None:
+    """Paused by staff, or exhausted after day 28: the invoice is open and the customer is here to pay."""
+    paused, paused_invoice, _ = failed_invoice()
+    case_pause(case=paused, actor=TEST_ACTOR, reason="customer on holiday")
+    assert client.post(_link(paused_invoice) + "card/", GOOD)["Location"].endswith("/paid/")
+    exhausted, exhausted_invoice, _ = failed_invoice()
+    for day in range(1, 31):
+        run_tick(now=exhausted.opened_at + timedelta(days=day))
+    exhausted.refresh_from_db()
+    assert exhausted.state == CaseState.EXHAUSTED
+    page = _page(client.get(_link(exhausted_invoice)))
+    assert "€49.00" in page
+    assert client.post(_link(exhausted_invoice) + "card/", GOOD)["Location"].endswith("/paid/")
+    for case, invoice in ((paused, paused_invoice), (exhausted, exhausted_invoice)):
+        case.refresh_from_db()
+        assert (case.state, case.recovery_channel) == (CaseState.RECOVERED, RecoveryChannel.EMAIL_PORTAL)
+        assert _charges(invoice)[-1] == (True, "")
+    # Charged with the customer present: the gateway may ask them to authenticate.
+    assert (
+        PaymentAttempt.objects.filter(source=AttemptSource.CARD_UPDATED, customer_present=True).count() == 2
+    )
 
 
 # --- Pay now ----------------------------------------------------------------------------------------------------

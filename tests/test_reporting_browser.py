@@ -8,12 +8,12 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client
 from django.utils import timezone
 
 from reporting.services import rollups_refresh
 from tests.factories.reporting import END, START, build_known_data
 from tests.support.browser import VIEWPORTS, admin_tab, chromium
+from tests.support.staff import StaffClient
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -28,7 +28,7 @@ def test_the_dashboard_charts_render_without_errors(browser, live_server, dunnin
     build_known_data()
     rollups_refresh(full=True)
     user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
-    client = Client()
+    client = StaffClient()  # signed in with a verified second factor, as a superuser must be
     client.force_login(user)
     session = client.cookies[settings.SESSION_COOKIE_NAME].value
 

@@ -16,7 +16,12 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    clean_env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
+    # Production settings from this environment only: nothing of the suite's own (database, Redis run).
+    clean_env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "REDIS_URL", "Q_CLUSTER"))
+    }
     clean_env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "DJANGO_READ_DOT_ENV": "0", **env})
     return subprocess.run(
         [sys.executable, "manage.py", *args], cwd=PROJECT_ROOT, env=clean_env, capture_output=True, text=True

@@ -120,6 +120,19 @@ def test_import_backfills_customers_cards_and_open_invoices_idempotently(
     )
 
 
+def test_import_stripe_stops_with_a_clear_error_when_listing_invoices_fails(
+    stripe_account: StripeAccount,
+) -> None:
+    customer = stripe_account.customer(email="kept@example.com")
+    stripe_account.card(customer.id, cards.GOOD_CARD)
+    stripe_account.server.fault("/v1/invoices", "before", method="GET", times=10)
+    out = StringIO()
+    with pytest.raises(CommandError, match="listing open invoices failed: .*run the command again to resume"):
+        call_command("import_stripe", stdout=out, stderr=StringIO())
+    assert "customers: 1" in out.getvalue()  # what was imported before the failure is said, and kept
+    assert Customer.objects.filter(gateway_customer_id=customer.id).exists()
+
+
 def test_replay_webhooks_reruns_failed_events(stripe_account: StripeAccount) -> None:
     with pytest.raises(CommandError, match="Say which events"):
         run("replay_webhooks")

@@ -165,3 +165,22 @@ def test_with_stripe_owning_retries_we_only_communicate_and_follow_stripe(
     webhooks.deliver_new()
     case.refresh_from_db()
     assert (case.state, case.recovery_channel) == (CaseState.RECOVERED, RecoveryChannel.PAID_OUTSIDE)
+
+
+def test_a_retry_pays_the_stripe_invoice_with_the_default_stripe_holds_now(
+    stripe_account: StripeAccount, webhooks: Webhooks
+) -> None:
+    """The customer changed their default card at Stripe and we missed the webhook: the retry pays the
+    invoice with that card, not with our stale copy of the declining one."""
+    customer, _, invoice = stripe_account.failed_invoice(card=cards.DECLINE_AFTER_ATTACH)
+    webhooks.deliver_new()
+    case = DunningCase.objects.get()
+    new_card = stripe_account.card(customer.id, cards.GOOD_CARD)
+    summary = run_tick(now=case.opened_at + timedelta(days=2))
+    assert summary.counts["retry.succeeded"] == 1, summary.lines()
+    retry = PaymentAttempt.objects.get(source=AttemptSource.RETRY)
+    assert retry.payment_method.gateway_payment_method_id == new_card.id
+    assert retry.payment_method.is_default
+    case.refresh_from_db()
+    assert case.state == CaseState.RECOVERED
+    assert stripe_account.sdk.v1.invoices.retrieve(invoice.id).status == "paid"

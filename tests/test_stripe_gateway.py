@@ -13,10 +13,10 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from customers.models import InvoiceStatus
-from dunning.gateways import ChargeOutcome, ChargeRequest, GatewayError, TruthQuery
+from dunning.gateways import ChargeOutcome, ChargeRequest, GatewayError, RefundRequest, TruthQuery
 from dunning.gateways.stripe import SDK_API_VERSION, StripeGateway
 from dunning.gateways.stripe_amounts import AmountNotRepresentable, from_stripe_amount, to_stripe_amount
-from dunning.models import AttemptSource, AttemptStatus, CaseState, RecoveryChannel
+from dunning.models import AttemptSource, AttemptStatus, CaseState, PaymentAttempt, RecoveryChannel
 from dunning.services.charging import attempt_charge
 from dunning.services.tick import run_tick
 from tests.factories import TEST_ACTOR, CustomerFactory, InvoiceFactory, PaymentMethodFactory, failed_invoice
@@ -300,3 +300,66 @@ def test_an_unknown_attempt_is_reconciled_with_stripe_before_anything_else(
     assert attempt.status == AttemptStatus.SUCCEEDED
     assert (case.state, case.recovery_channel) == (CaseState.RECOVERED, RecoveryChannel.STAFF)
     assert len(stripe_account.sdk.v1.payment_intents.list(params={"customer": stripe_customer.id}).data) == 1
+
+
+def test_a_retry_charges_stripes_current_default_after_a_missed_customer_update(
+    stripe_account: StripeAccount,
+) -> None:
+    """Our copy still says the old, declining card; at Stripe the customer made a new card the default and
+    the webhook never reached us. The retry charges Stripe's default, and our copy follows it."""
+    stripe_customer = stripe_account.customer()
+    old = stripe_account.card(stripe_customer.id, cards.INSUFFICIENT_FUNDS)
+    customer = CustomerFactory(gateway_customer_id=stripe_customer.id, currency="EUR", time_zone="UTC")
+    case, invoice, old_copy = failed_invoice(
+        card=old.id, customer=customer, failed_at=timezone.now() - timedelta(days=2)
+    )
+    new = stripe_account.card(stripe_customer.id, cards.GOOD_CARD)  # default at Stripe, unknown here
+    summary = run_tick(now=timezone.now())
+    assert summary.counts["retry.succeeded"] == 1, summary.lines()
+    case.refresh_from_db()
+    assert case.state == CaseState.RECOVERED
+    attempt = PaymentAttempt.objects.get(source=AttemptSource.RETRY)
+    assert attempt.payment_method.gateway_payment_method_id == new.id
+    assert (attempt.payment_method.last4, attempt.payment_method.is_default) == ("4242", True)
+    old_copy.refresh_from_db()
+    assert not old_copy.is_default
+    (intent,) = stripe_account.sdk.v1.payment_intents.list(params={"customer": stripe_customer.id}).data
+    assert intent.payment_method == new.id
+
+
+def test_stripes_default_that_was_hard_declined_is_never_charged_again(stripe_account: StripeAccount) -> None:
+    stripe_customer = stripe_account.customer()
+    expired = stripe_account.card(stripe_customer.id, cards.GOOD_CARD)
+    customer = CustomerFactory(gateway_customer_id=stripe_customer.id, currency="EUR", time_zone="UTC")
+    case, invoice, method = failed_invoice(card=expired.id, customer=customer, decline_code="expired_card")
+    # Staff try anyway with "retry now" on a gateway default that is the blocked card: refused before sending.
+    customer.payment_methods.update(is_default=False)
+    PaymentMethodFactory(customer=customer, gateway_payment_method_id="pm_local_only", is_default=True)
+    attempt = attempt_charge(invoice=invoice, source=AttemptSource.STAFF, actor=TEST_ACTOR)
+    assert (attempt.status, attempt.decline_code, attempt.processed) == (
+        AttemptStatus.FAILED,
+        "payment_method_blocked",
+        False,
+    )
+    assert not stripe_account.sdk.v1.payment_intents.list(params={"customer": stripe_customer.id}).data
+
+
+def test_a_refund_through_stripe_happens_once_per_key(stripe_account: StripeAccount) -> None:
+    stripe_customer = stripe_account.customer()
+    method = stripe_account.card(stripe_customer.id, cards.GOOD_CARD)
+    customer = CustomerFactory(gateway_customer_id=stripe_customer.id, currency="EUR")
+    PaymentMethodFactory(customer=customer, gateway_payment_method_id=method.id)
+    invoice = InvoiceFactory(customer=customer, amount_due_minor=4900, gateway="csv")
+    attempt = attempt_charge(invoice=invoice, source=AttemptSource.STAFF, actor=TEST_ACTOR)
+    gateway = StripeGateway()
+    request = RefundRequest(
+        idempotency_key=f"{django_settings.DUNNING_IDEMPOTENCY_PREFIX}-refund-1",
+        gateway_reference=attempt.gateway_reference,
+        amount_minor=4900,
+        currency="EUR",
+    )
+    first, again = gateway.refund(request), gateway.refund(request)
+    assert first == again
+    assert first.amount_minor == 4900
+    refunds = stripe_account.sdk.v1.refunds.list(params={"limit": 10}).data
+    assert [refund.id for refund in refunds] == [first.reference]

@@ -143,8 +143,7 @@ def accounts_import(
     records = csv_source.records()
     header = next(records, None)
     if header is None:
-        errors.extend([RowError(1, "", "The file is empty: its first line must be the header row.")])
-        return _finish(report, errors, csv_source, started)
+        raise UnreadableFile("the file is empty: its first line must be the header row.")
     layout = read_header(*header)
     report.ignored_columns = layout.ignored
     report.delimiter = csv_source.delimiter
@@ -177,10 +176,13 @@ def accounts_import(
         if expected_sha256 and csv_source.sha256 != expected_sha256:
             raise UnreadableFile("The stored file is not the one that was previewed; upload it again.")
 
-        duplicates, duplicate_errors = stage.duplicate_errors(limit=max_errors)
-        if duplicates:
-            errors.count += duplicates
-            errors.kept = sorted([*errors.kept, *duplicate_errors], key=lambda e: e.line)[:max_errors]
+        for found, found_errors in (
+            stage.duplicate_errors(limit=max_errors),
+            stage.erased_errors(limit=max_errors),
+        ):
+            if found:
+                errors.count += found
+                errors.kept = sorted([*errors.kept, *found_errors], key=lambda e: e.line)[:max_errors]
         report.invalid = stage.invalid_rows()
 
         if errors.count or dry_run:

@@ -145,6 +145,22 @@ class AccountStage:
         ]
         return count, errors
 
+    def erased_errors(self, *, limit: int) -> tuple[int, list[RowError]]:
+        """Rows naming a customer whose personal data was erased on request: an import must not bring it
+        back. How many, and the first ``limit`` as errors; those rows are marked invalid."""
+        erased = f"""
+            SELECT s.line, s.external_id FROM {STAGE} s
+            JOIN customers_customer c ON c.external_id = s.external_id
+            WHERE c.erased_at IS NOT NULL
+        """
+        rows = self._execute(f"{erased} ORDER BY s.line LIMIT %s", [max(limit, 1)])
+        if not rows:
+            return 0, []
+        count = self._execute(f"SELECT COUNT(*) FROM ({erased}) er")[0][0]
+        self._execute(f"UPDATE {STAGE} SET ok = FALSE WHERE ok AND line IN (SELECT line FROM ({erased}) er)")
+        message = "This account's personal data was erased on request; it cannot be imported again."
+        return count, [RowError(line, "external_id", message, key) for line, key in rows]
+
     def invalid_rows(self) -> int:
         return self._execute(f"SELECT COUNT(*) FROM {STAGE} WHERE NOT ok")[0][0]
 

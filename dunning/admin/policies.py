@@ -5,6 +5,7 @@ from typing import Any
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -15,17 +16,21 @@ from django.utils.safestring import mark_safe
 
 from customers.actors import Actor
 from customers.validators import available_time_zones
+from dunning.admin.policy_simple import simple_settings_view
 from dunning.models import DeclineCategory, DunningPolicy, PolicyStep, PolicyVersion
 from dunning.selectors import policy_timeline
 from dunning.services.policies import policy_publish, policy_steps_validate
 
 
 class PolicyStepForm(forms.ModelForm):
+    # One compact multi-select (short names) instead of five checkboxes on every step.
     decline_categories = forms.MultipleChoiceField(
-        choices=DeclineCategory.choices,
+        choices=[(value, value.replace("_", " ")) for value in DeclineCategory.values],
         required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Only for cases whose last decline is in these categories; none ticked = all.",
+        widget=forms.SelectMultiple(attrs={"size": 5, "class": "step-categories"}),
+        label="Only for declines",
+        help_text="Only for cases whose last decline is in these categories; none selected = all. "
+        "Ctrl- or Cmd-click to pick several.",
     )
 
     class Meta:
@@ -67,6 +72,10 @@ class PolicyStepInline(admin.TabularInline):
     formset = PolicyStepFormSet
     extra = 0
     ordering = ["position"]
+    formfield_overrides = {
+        models.PositiveSmallIntegerField: {"widget": forms.NumberInput(attrs={"style": "width:5em"})},
+        models.SlugField: {"widget": forms.TextInput(attrs={"size": 18})},
+    }
 
 
 class PolicyVersionInline(admin.TabularInline):
@@ -166,6 +175,16 @@ class DunningPolicyAdmin(admin.ModelAdmin):
                 name="dunning_dunningpolicy_publish",
             ),
             path(
+                "simple/",
+                self.admin_site.admin_view(self.simple_settings_view),
+                name="dunning_dunningpolicy_simple_add",
+            ),
+            path(
+                "<int:policy_id>/simple/",
+                self.admin_site.admin_view(self.simple_settings_view),
+                name="dunning_dunningpolicy_simple",
+            ),
+            path(
                 "<int:policy_id>/timeline/",
                 self.admin_site.admin_view(self.timeline_view),
                 name="dunning_dunningpolicy_timeline",
@@ -183,8 +202,12 @@ class DunningPolicyAdmin(admin.ModelAdmin):
         extra_context = {
             **(extra_context or {}),
             "publish_url": reverse("admin:dunning_dunningpolicy_publish", args=[object_id]),
+            "simple_url": reverse("admin:dunning_dunningpolicy_simple", args=[object_id]),
         }
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def simple_settings_view(self, request: HttpRequest, policy_id: int | None = None) -> HttpResponse:
+        return simple_settings_view(self, request, policy_id, render_timeline)
 
     def publish_view(self, request: HttpRequest, policy_id: int) -> HttpResponse:
         policy = get_object_or_404(DunningPolicy, pk=policy_id)

@@ -25,6 +25,7 @@ from customers.admin import CustomerAdmin
 from customers.models import Customer
 from dunning.models import DunningCase
 from dunning.portal.services import portal_link_email, portal_link_issue, portal_links_revoke
+from dunning.scope import customers_visible_to
 
 # Links made at once from a changelist selection: enough for a batch of calls, not a bulk export.
 MAX_LINKS_AT_ONCE = 20
@@ -217,6 +218,10 @@ class PortalCustomerAdmin(PortalLinkActionsMixin, CustomerAdmin):
         "revoke_portal_links",
     ]
     offers_revoke = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Customer]:
+        # Collections agents see the customers of handed-off cases only.
+        return customers_visible_to(request.user, super().get_queryset(request))
 
     def portal_customer(self, obj: Customer) -> Customer:
         return obj

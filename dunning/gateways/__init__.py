@@ -6,12 +6,15 @@ from django.conf import settings
 from django.utils.module_loading import import_string
 
 from dunning.gateways.base import (
+    INTERNAL_PROCESSOR,
     ChargeOutcome,
     ChargeRequest,
     ChargeResult,
     GatewayError,
     PaymentGateway,
     PaymentMethodDetails,
+    RefundRequest,
+    RefundResult,
     SetupSession,
     TruthQuery,
 )
@@ -34,12 +37,15 @@ def get_gateway() -> PaymentGateway:
 
 
 __all__ = [
+    "INTERNAL_PROCESSOR",
     "ChargeOutcome",
     "ChargeRequest",
     "ChargeResult",
     "GatewayError",
     "PaymentGateway",
     "PaymentMethodDetails",
+    "RefundRequest",
+    "RefundResult",
     "SetupSession",
     "TruthQuery",
     "get_gateway",

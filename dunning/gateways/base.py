@@ -12,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+# Declines we make ourselves, before or instead of the processor (a refusal, a missing record).
+INTERNAL_PROCESSOR = "internal"
+
 
 class ChargeOutcome(StrEnum):
     SUCCEEDED = "succeeded"
@@ -32,6 +35,13 @@ class ChargeRequest:
     gateway_invoice_ref: str = ""
     off_session: bool = True
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Charge the customer's current default at the gateway (read at charge time) rather than
+    # ``payment_method_ref``, our copy, which a missed webhook may have left behind. Gateways without a
+    # customer store of their own charge ``payment_method_ref``.
+    use_gateway_default: bool = False
+    # Methods that must never be charged again (a hard or fraud decline): refused before anything is sent,
+    # even when the gateway's current default turns out to be one of them.
+    blocked_payment_method_refs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -42,10 +52,19 @@ class ChargeResult:
     decline_processor: str = ""
     decline_code: str = ""
     message: str = ""
+    # The method the gateway actually charged, when it chose it (``use_gateway_default``): our copy is
+    # synced from it.
+    payment_method: PaymentMethodDetails | None = None
 
     @property
     def succeeded(self) -> bool:
         return self.outcome == ChargeOutcome.SUCCEEDED
+
+    @property
+    def processed(self) -> bool:
+        """The processor itself answered: money moved, or the bank declined. Refusals made before anything
+        reached it (``decline_processor == "internal"``) are not processed charges."""
+        return self.outcome != ChargeOutcome.UNKNOWN and self.decline_processor != INTERNAL_PROCESSOR
 
 
 @dataclass(frozen=True)
@@ -81,6 +100,23 @@ class SetupSession:
 
     url: str
     reference: str
+
+
+@dataclass(frozen=True)
+class RefundRequest:
+    """Give back (part of) a charge. The key makes a repeated click refund once."""
+
+    idempotency_key: str
+    gateway_reference: str
+    amount_minor: int
+    currency: str
+    reason: str = "duplicate"
+
+
+@dataclass(frozen=True)
+class RefundResult:
+    reference: str
+    amount_minor: int
 
 
 class GatewayError(Exception):
@@ -124,6 +160,12 @@ class PaymentGateway(abc.ABC):
 
     def set_default_payment_method(self, *, customer_ref: str, payment_method_ref: str) -> None:  # noqa: B027
         """Make the method the customer's default at the gateway (and on their subscriptions)."""
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        """Refund a charge (a double payment). Gateways that cannot refund say so."""
+        raise GatewayError(
+            f"the {self.name} gateway cannot refund charges", retryable=False, code="unsupported"
+        )
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections; called when a tick is done with the gateway."""

@@ -11,10 +11,16 @@ Outcomes, in order of precedence:
 Every call is recorded in a ledger keyed by idempotency key, so a repeated key returns the first answer
 and never charges twice. The ledger lives in the database (``SimulatedCharge``; shared by every process)
 or, for benchmarks, in memory.
+
+Chaos for production-like runs (``chaos``, ``truth_failures``): a share of calls fails at random, as a
+real network does: a timeout before the request arrives, a 5xx, or a timeout after the money moved; and a
+share of truth queries fails. ``latency_ms`` delays each request before it reaches the processor, so a
+slow call is also a late one.
 """
 
 from __future__ import annotations
 
+import random
 import re
 import threading
 import time
@@ -31,6 +37,8 @@ from dunning.gateways.base import (
     GatewayError,
     PaymentGateway,
     PaymentMethodDetails,
+    RefundRequest,
+    RefundResult,
     TruthQuery,
 )
 
@@ -55,6 +63,7 @@ TEST_CARDS: dict[str, str] = {
     "0019": "fraudulent",  # 4100 0000 0000 0019
 }
 ACH_RETURN_CODE = re.compile(r"^R\d{2}$")
+CHAOS_FAULTS = ("timeout", "server_error", "timeout_after_charge")
 TRAILING_DIGITS = re.compile(r"(\d{4,})$")
 
 
@@ -99,6 +108,8 @@ class _MemoryLedger:
     def count_for_customer(self, customer: str) -> int:
         return self._calls_per_customer.get(customer, 0)
 
+    _refunds: dict[str, tuple[str, int]] = {}
+
     def record(self, key: str, customer: str, entry: _LedgerEntry, request: ChargeRequest) -> _LedgerEntry:
         with self._lock:
             existing = self._entries.get(key)
@@ -108,11 +119,18 @@ class _MemoryLedger:
             self._calls_per_customer[customer] = self._calls_per_customer.get(customer, 0) + 1
             return entry
 
+    def refund(self, reference: str, amount_minor: int, refund_reference: str) -> tuple[str, int]:
+        with self._lock:
+            if not any(e.reference == reference and e.succeeded for e in self._entries.values()):
+                raise GatewayError(f"no successful charge {reference}", retryable=False, code="no_charge")
+            return self._refunds.setdefault(reference, (refund_reference, amount_minor))
+
     @classmethod
     def reset(cls) -> None:
         with cls._lock:
             cls._entries.clear()
             cls._calls_per_customer.clear()
+            cls._refunds.clear()
 
 
 class _DatabaseLedger:
@@ -153,15 +171,45 @@ class _DatabaseLedger:
             return existing
         return entry
 
+    def refund(self, reference: str, amount_minor: int, refund_reference: str) -> tuple[str, int]:
+        from dunning.models import SimulatedCharge
+
+        with transaction.atomic():
+            charge = (
+                SimulatedCharge.objects.select_for_update()
+                .filter(reference=reference, succeeded=True)
+                .first()
+            )
+            if charge is None:
+                raise GatewayError(f"no successful charge {reference}", retryable=False, code="no_charge")
+            if charge.refund_reference:  # refunded before: the same answer, never a second refund
+                return charge.refund_reference, charge.refunded_minor
+            if amount_minor > charge.amount_minor:
+                raise GatewayError("refund larger than the charge", retryable=False, code="amount_too_large")
+            charge.refund_reference, charge.refunded_minor = refund_reference, amount_minor
+            charge.save(update_fields=["refund_reference", "refunded_minor"])
+            return refund_reference, amount_minor
+
 
 class SimulatedGateway(PaymentGateway):
     name = "simulated"
 
     def __init__(
-        self, *, ledger: str = "database", latency_ms: int = 0, rules: Iterable[object] | None = None
+        self,
+        *,
+        ledger: str = "database",
+        latency_ms: int = 0,
+        rules: Iterable[object] | None = None,
+        chaos: float = 0.0,
+        truth_failures: float = 0.0,
+        seed: int | None = None,
     ):
         if ledger not in ("database", "memory"):
             raise ValueError("ledger must be 'database' or 'memory'")
+        if not (0 <= chaos <= 1 and 0 <= truth_failures <= 1):
+            raise ValueError("chaos and truth_failures are shares between 0 and 1")
+        self.chaos, self.truth_failures = chaos, truth_failures
+        self._random = random.Random(seed)
         self._ledger: _MemoryLedger | _DatabaseLedger = (
             _MemoryLedger() if ledger == "memory" else _DatabaseLedger()
         )
@@ -206,7 +254,11 @@ class SimulatedGateway(PaymentGateway):
         latency = (rule.latency_ms if rule and rule.latency_ms else self.latency_ms) / 1000
         if latency:
             time.sleep(latency)
-        fault = rule.fault if rule else ""
+        if request.payment_method_ref in request.blocked_payment_method_refs:
+            raise GatewayError(
+                "this payment method was hard-declined before", retryable=False, code="payment_method_blocked"
+            )
+        fault = rule.fault if rule else self._chaos_fault()
         if fault == "timeout":
             raise GatewayError("simulated timeout before the charge", retryable=True, code="timeout")
         if fault == "server_error":
@@ -245,9 +297,30 @@ class SimulatedGateway(PaymentGateway):
             exp_year=exp_year,
         )
 
+    def _chaos_fault(self) -> str:
+        if not self.chaos:
+            return ""
+        with self._calls_lock:
+            if self._random.random() >= self.chaos:
+                return ""
+            return self._random.choice(CHAOS_FAULTS)
+
     def get_truth(self, query: TruthQuery) -> ChargeResult | None:
+        if self.truth_failures:
+            with self._calls_lock:
+                failing = self._random.random() < self.truth_failures
+            if failing:
+                raise GatewayError(
+                    "simulated 503 from the gateway's search", retryable=True, code="server_error"
+                )
         entry = self._ledger.get(query.idempotency_key)
         return None if entry is None else self._result(entry)
+
+    def refund(self, request: RefundRequest) -> RefundResult:
+        reference, amount = self._ledger.refund(
+            request.gateway_reference, request.amount_minor, f"re_sim_{uuid.uuid4().hex[:20]}"
+        )
+        return RefundResult(reference=reference, amount_minor=amount)
 
     @staticmethod
     def _result(entry: _LedgerEntry) -> ChargeResult:

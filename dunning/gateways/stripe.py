@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -35,15 +36,19 @@ from dunning.gateways.base import (
     GatewayError,
     PaymentGateway,
     PaymentMethodDetails,
+    RefundRequest,
+    RefundResult,
     SetupSession,
     TruthQuery,
 )
 from dunning.gateways.stripe_amounts import AmountNotRepresentable, from_stripe_amount, to_stripe_amount
 from dunning.gateways.stripe_objects import (
     AUTHENTICATION_REQUIRED,
+    customer_default_method_id,
     decline_code_of,
     declined,
     expandable_id,
+    invoice_subscription_id,
     method_details,
     result_from_payment_intent,
 )
@@ -167,8 +172,47 @@ class StripeGateway(PaymentGateway):
         except stripe.StripeError as exc:
             raise _gateway_error(exc) from exc
 
+    def _current_default(
+        self, request: ChargeRequest, invoice: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """The method Stripe holds as the default for this charge now: the invoice's own default, its
+        subscription's, else the customer's invoice default ({} when there is none)."""
+        method_id = expandable_id((invoice or {}).get("default_payment_method"))
+        subscription_id = invoice_subscription_id(invoice) if invoice else ""
+        if not method_id and subscription_id:
+            subscription = self._read(self.client.v1.subscriptions.retrieve, subscription_id)
+            method_id = expandable_id(subscription.get("default_payment_method"))
+        if not method_id and request.customer_ref:
+            method_id = customer_default_method_id(self.fetch_customer(request.customer_ref))
+        return self.fetch_payment_method(method_id) if method_id else {}
+
+    def _method_to_charge(
+        self, request: ChargeRequest, invoice: Mapping[str, Any] | None = None
+    ) -> tuple[str, PaymentMethodDetails | None]:
+        """(the method to charge, its details when it is not the one we hold a copy of).
+
+        With ``use_gateway_default``, Stripe's current default is read at charge time: a missed
+        ``customer.updated`` must not leave every retry on the old card while a new one waits at Stripe.
+        A method blocked by a hard decline is refused here, before anything is sent.
+        """
+        chosen, details = request.payment_method_ref, None
+        if request.use_gateway_default:
+            current = self._current_default(request, invoice)
+            if current.get("id"):
+                chosen = str(current["id"])
+                if chosen != request.payment_method_ref:
+                    details = method_details(current)
+        if chosen and chosen in request.blocked_payment_method_refs:
+            raise GatewayError(
+                f"Stripe's default method {chosen} was hard-declined before: not charged again.",
+                retryable=False,
+                code="payment_method_blocked",
+            )
+        return chosen, details
+
     def _payment_intent(self, request: ChargeRequest, amount: int) -> ChargeResult:
-        if not (request.customer_ref and request.payment_method_ref):
+        method, details = self._method_to_charge(request)
+        if not (request.customer_ref and method):
             raise GatewayError(
                 "The customer has no Stripe customer or payment method on file.",
                 retryable=False,
@@ -178,7 +222,7 @@ class StripeGateway(PaymentGateway):
             "amount": amount,
             "currency": request.currency.lower(),
             "customer": request.customer_ref,
-            "payment_method": request.payment_method_ref,
+            "payment_method": method,
             "confirm": True,
             "description": f"Invoice {request.invoice_number}",
             # Saved methods only, never a redirect: nobody is there to follow one off-session.
@@ -191,11 +235,14 @@ class StripeGateway(PaymentGateway):
         }
         if request.off_session:
             params["off_session"] = True
-        intent = self.client.v1.payment_intents.create(
-            params=params,  # type: ignore[arg-type]
-            options={"idempotency_key": request.idempotency_key},
-        )
-        return result_from_payment_intent(_as_dict(intent))
+        try:
+            intent = self.client.v1.payment_intents.create(
+                params=params,  # type: ignore[arg-type]
+                options={"idempotency_key": request.idempotency_key},
+            )
+        except stripe.CardError as exc:
+            return replace(self._declined_from_error(exc), payment_method=details)
+        return replace(result_from_payment_intent(_as_dict(intent)), payment_method=details)
 
     def _pay_invoice(self, request: ChargeRequest, amount: int) -> ChargeResult:
         invoice = self.fetch_invoice(request.gateway_invoice_ref)
@@ -222,23 +269,31 @@ class StripeGateway(PaymentGateway):
                 retryable=False,
                 code="amount_mismatch",
             )
+        method, details = self._method_to_charge(request, invoice)
         params: dict[str, Any] = {"off_session": request.off_session}
-        if request.payment_method_ref.startswith(("pm_", "card_", "src_")):
-            params["payment_method"] = request.payment_method_ref
-        paid = _as_dict(
-            self.client.v1.invoices.pay(
-                invoice["id"],
-                params=params,  # type: ignore[arg-type]
-                options={"idempotency_key": request.idempotency_key},
+        if method.startswith(("pm_", "card_", "src_")):
+            params["payment_method"] = method
+        try:
+            paid = _as_dict(
+                self.client.v1.invoices.pay(
+                    invoice["id"],
+                    params=params,  # type: ignore[arg-type]
+                    options={"idempotency_key": request.idempotency_key},
+                )
             )
-        )
+        except stripe.CardError as exc:
+            return replace(self._declined_from_error(exc), payment_method=details)
         if paid.get("status") == "paid":
             intent = self.invoice_payment_intent(paid)
             reference = expandable_id(intent.get("latest_charge")) or expandable_id(intent.get("id"))
-            return ChargeResult(outcome=ChargeOutcome.SUCCEEDED, gateway_reference=reference or paid["id"])
+            return ChargeResult(
+                outcome=ChargeOutcome.SUCCEEDED,
+                gateway_reference=reference or paid["id"],
+                payment_method=details,
+            )
         intent = self.invoice_payment_intent(paid)
         if intent:
-            return result_from_payment_intent(intent)
+            return replace(result_from_payment_intent(intent), payment_method=details)
         return ChargeResult(
             outcome=ChargeOutcome.UNKNOWN, message=f"Stripe invoice {paid['id']} is {paid.get('status')}"
         )
@@ -251,6 +306,27 @@ class StripeGateway(PaymentGateway):
         reference = charge or expandable_id(_as_dict(intent) if intent is not None else None)
         code = decline_code_of(exc.code, decline)
         return declined(code, reference=reference, message=exc.user_message or str(exc))
+
+    # --- refunds (double payments) ------------------------------------------------------------------------
+    def refund(self, request: RefundRequest) -> RefundResult:
+        reference = request.gateway_reference
+        target = {"payment_intent": reference} if reference.startswith("pi_") else {"charge": reference}
+        try:
+            amount = to_stripe_amount(request.amount_minor, request.currency)
+            refund = _as_dict(
+                self.client.v1.refunds.create(
+                    params={**target, "amount": amount, "metadata": {"reason": request.reason}},  # type: ignore[arg-type]
+                    options={"idempotency_key": request.idempotency_key},
+                )
+            )
+        except (AmountNotRepresentable, ValueError) as exc:
+            raise GatewayError(str(exc), retryable=False, code="amount_not_representable") from exc
+        except stripe.StripeError as exc:
+            raise _gateway_error(exc) from exc
+        return RefundResult(
+            reference=str(refund["id"]),
+            amount_minor=from_stripe_amount(int(refund.get("amount") or 0), request.currency),
+        )
 
     # --- the truth about an attempt ---------------------------------------------------------------------
     def get_truth(self, query: TruthQuery) -> ChargeResult | None:

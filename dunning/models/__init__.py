@@ -2,6 +2,7 @@
 
 from dunning.models.attempts import (
     IN_FLIGHT_STATUSES,
+    SETTLED_STATUSES,
     AttemptSource,
     AttemptStatus,
     PaymentAttempt,
@@ -21,6 +22,13 @@ from dunning.models.policies import (
     StepAction,
 )
 from dunning.models.portal import INITIAL_TOKEN_VERSION, PortalAccess
+from dunning.models.safety import (
+    CircuitState,
+    DoublePayment,
+    DoublePaymentReason,
+    DoublePaymentStatus,
+    GatewayCircuit,
+)
 from dunning.models.stripe import StripeEvent, StripeEventSource, StripeEventStatus
 
 __all__ = [
@@ -30,6 +38,12 @@ __all__ = [
     "IN_FLIGHT_STATUSES",
     "INVOICE_ENDING_ACTIONS",
     "RETRYABLE_CATEGORIES",
+    "SETTLED_STATUSES",
+    "CircuitState",
+    "DoublePayment",
+    "DoublePaymentReason",
+    "DoublePaymentStatus",
+    "GatewayCircuit",
     "AttemptSource",
     "AttemptStatus",
     "CaseEvent",

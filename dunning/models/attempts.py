@@ -17,9 +17,14 @@ class AttemptStatus(models.TextChoices):
     SUCCEEDED = "succeeded", "Succeeded"
     FAILED = "failed", "Failed"
     UNKNOWN = "unknown", "Unknown (to reconcile)"
+    # Money moved, but the invoice had already been paid (or closed) by something else: a double payment,
+    # flagged for a refund (see DoublePayment). Outside the one-live-attempt index on purpose.
+    DUPLICATE = "duplicate", "Succeeded after the invoice was closed (double payment)"
 
 
 IN_FLIGHT_STATUSES: tuple[str, ...] = (AttemptStatus.PENDING, AttemptStatus.UNKNOWN)
+# Settled: the gateway answered, or a truth query did.
+SETTLED_STATUSES: tuple[str, ...] = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.DUPLICATE)
 
 
 class AttemptSource(models.TextChoices):
@@ -60,6 +65,18 @@ class PaymentAttempt(models.Model):
     message = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     completed_at = models.DateTimeField(null=True, blank=True)
+    # The policy step a scheduled retry carries out (None for staff, portal and card-updated charges).
+    step_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    # The processor itself answered (a charge or a decline). False for attempts it never received: a gateway
+    # refusal before sending, a missing record. Only processed retries count against the retry cap.
+    processed = models.BooleanField(default=False, db_default=False)
+    # The customer is on the portal (on-session): the gateway may ask them to authenticate.
+    customer_present = models.BooleanField(default=False, db_default=False)
+    # One owner at a time until the attempt is settled: whoever charges or reconciles it holds this lease
+    # and renews it (a heartbeat). Only an expired lease lets someone else take the attempt over, and the
+    # new owner asks the gateway (or sends the same idempotency key again); it never assumes the outcome.
+    claimed_until = models.DateTimeField(null=True, blank=True)
+    claim_token = models.CharField(max_length=32, blank=True, db_default="")
 
     class Meta:
         ordering = ["invoice_id", "number"]
@@ -119,6 +136,8 @@ class SimulatedCharge(models.Model):
     succeeded = models.BooleanField()
     decline_code = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
+    refunded_minor = models.BigIntegerField(default=0, db_default=0)
+    refund_reference = models.CharField(max_length=64, blank=True, db_default="")
 
     class Meta:
         ordering = ["-id"]

@@ -77,6 +77,9 @@ class DunningCase(models.Model):
     closed_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
+    # Optimistic concurrency: every write through ``cases_save`` checks the version it read and bumps it,
+    # so a writer holding a stale copy loses (and re-reads) instead of undoing a newer decision.
+    version = models.PositiveIntegerField(default=0, db_default=0, editable=False)
 
     class Meta:
         ordering = ["-opened_at", "-id"]
@@ -126,6 +129,7 @@ class DunningCase(models.Model):
         instance = super().from_db(db, field_names, values)
         # The state as read: the writer only updates the row if nobody changed it since.
         instance.loaded_state = instance.__dict__.get("state", "")
+        instance.loaded_version = instance.__dict__.get("version")
         return instance
 
     @property
@@ -144,6 +148,8 @@ class CaseEventKind(models.TextChoices):
     ATTEMPT_FAILED = "attempt_failed", "Attempt failed"
     ATTEMPT_UNKNOWN = "attempt_unknown", "Attempt outcome unknown"
     ATTEMPT_RECONCILED = "attempt_reconciled", "Attempt reconciled"
+    ATTEMPT_NOT_PROCESSED = "attempt_not_processed", "Attempt not processed"
+    DOUBLE_PAYMENT = "double_payment", "Double payment"
     ENTITLEMENT = "entitlement", "Entitlement changed"
     PAYMENT_METHOD_CHANGED = "payment_method_changed", "Payment method changed"
     PORTAL = "portal", "Portal activity"

@@ -26,9 +26,16 @@ from django.utils import timezone
 
 from customers.actors import Actor
 from customers.models import Customer, PaymentMethod
-from customers.services import audit_record, payment_method_save
+from customers.services import audit_record, payment_method_save, payment_method_set_default
 from dunning.gateways import GatewayError, PaymentGateway, PaymentMethodDetails, SetupSession, get_gateway
-from dunning.models import AttemptSource, AttemptStatus, CaseEventKind, PaymentAttempt, PortalAccess
+from dunning.models import (
+    AttemptSource,
+    AttemptStatus,
+    CaseEventKind,
+    DunningCase,
+    PaymentAttempt,
+    PortalAccess,
+)
 from dunning.portal.selectors import (
     card_label,
     customers_for_billing_address,
@@ -38,6 +45,7 @@ from dunning.portal.selectors import (
 from dunning.portal.tokens import CHANNEL_BY_SOURCE, LinkSource, PortalLink, portal_link_for
 from dunning.services.charging import ChargeRefused, attempt_charge
 from dunning.services.events import EventBuffer
+from dunning.services.retry_owner import gateway_owns_retries
 from dunning.services.staff import customer_payment_method_updated
 from notifications.services import MessageRequest, notifications_enqueue
 
@@ -175,14 +183,18 @@ def portal_payment_method_confirmed(
 ) -> PortalOutcome:
     """A new payment method was confirmed (the portal's form, the gateway's page on return, or its webhook).
 
-    It is saved and becomes the default here and at the gateway (customer and subscription), then every
-    open invoice in dunning is charged once on it, crediting ``channel``. Idempotent for the gateway's two
-    confirmations of one method (the return and the webhook): only the first charges, unless
-    ``retry_if_unchanged`` (the customer typed the current card again, which charges it again when allowed).
+    Every open invoice the customer can pay here is charged once on it at once, customer present (so the
+    bank may ask them to authenticate), whatever its case's state: a customer who comes back after the
+    automation gave up is charged too. The method becomes the default (here and at the gateway) only once
+    a charge on it succeeded, or when nothing was due: a card that declines never replaces the one on
+    file. Idempotent for the gateway's two confirmations of one method (the return and the webhook): only
+    the first charges, unless ``retry_if_unchanged`` (the customer typed the current card again).
     """
     own_gateway = gateway is None
     gateway = gateway or get_gateway()
     try:
+        cases = payable_cases(customer_id=customer.pk)
+        ours = [case for case in cases if not _gateway_retries(case)]
         with transaction.atomic():
             # One confirmation per customer at a time: two clicks never save the card twice.
             Customer.objects.select_for_update(no_key=True).filter(pk=customer.pk).first()
@@ -191,6 +203,9 @@ def portal_payment_method_confirmed(
                 .values_list("pk", flat=True)
                 .first()
             )
+            known = PaymentMethod.objects.filter(
+                customer=customer, gateway_payment_method_id=details.gateway_payment_method_id
+            ).exists()
             method, created = payment_method_save(
                 customer=customer,
                 actor=actor,
@@ -200,10 +215,10 @@ def portal_payment_method_confirmed(
                 last4=details.last4,
                 exp_month=details.exp_month,
                 exp_year=details.exp_year,
-                make_default=True,
+                # Nothing of ours to charge (or no card on file at all): it is the card on file at once.
+                make_default=not ours or previous is None,
             )
         changed = created or previous != method.pk
-        cases = payable_cases(customer_id=customer.pk)
         case_ids = [case.pk for case in cases]
         event_details = {"payment_method_id": method.pk, "channel": channel, "new": changed}
         _record(
@@ -213,28 +228,13 @@ def portal_payment_method_confirmed(
             reason=f"{'new' if changed else 'same'} payment method: {card_label(method)}",
             details=event_details,
         )
-        if changed:
-            try:
-                gateway.set_default_payment_method(
-                    customer_ref=customer.gateway_customer_id,
-                    payment_method_ref=method.gateway_payment_method_id,
-                )
-            except GatewayError as error:
-                # The charges below name the method explicitly, so they still use it; staff see the gap.
-                logger.warning("Could not make payment method %s the gateway default: %s", method.pk, error)
-                _record(
-                    case_ids=case_ids,
-                    action=PortalAction.PAYMENT_METHOD_UPDATED,
-                    actor=actor,
-                    reason=f"the gateway did not make it the default: {error}"[:500],
-                    details=event_details,
-                )
-        elif not retry_if_unchanged:
+        if known and not retry_if_unchanged and (not changed or _tried(method, ours)):
+            # The gateway's second confirmation of a card already charged (its page and its webhook):
+            # report what happened, charge nothing more.
             return _outcome(customer_id=customer.pk, attempts=[], method_id=method.pk)
-        else:
+        if known:
             blocked = pay_now_blocked_reason(cases=cases, method=method)
             if blocked:
-                outcome = PortalOutcome(OutcomeStatus.BLOCKED, message=blocked)
                 _record(
                     case_ids=case_ids,
                     action=PortalAction.OUTCOME,
@@ -242,8 +242,10 @@ def portal_payment_method_confirmed(
                     reason="blocked: the card that was declined, entered again",
                     details=event_details,
                 )
-                return outcome
-        attempts = customer_payment_method_updated(customer_id=customer.pk, actor=actor, channel=channel)
+                return PortalOutcome(OutcomeStatus.BLOCKED, message=blocked)
+        attempts = _charge_on(method=method, cases=ours, actor=actor, channel=channel, gateway=gateway)
+        if method.is_default or any(a.status == AttemptStatus.SUCCEEDED for a in attempts):
+            _make_default(method=method, customer=customer, actor=actor, gateway=gateway, case_ids=case_ids)
         outcome = _outcome(customer_id=customer.pk, attempts=attempts, method_id=method.pk)
         _record(
             case_ids=case_ids,
@@ -256,6 +258,72 @@ def portal_payment_method_confirmed(
     finally:
         if own_gateway:
             gateway.close()
+
+
+def _tried(method: PaymentMethod, cases: Sequence[DunningCase]) -> bool:
+    """An invoice of these cases was already charged on this method since it was last saved."""
+    return PaymentAttempt.objects.filter(
+        invoice_id__in=[case.invoice_id for case in cases],
+        payment_method=method,
+        created_at__gte=method.updated_at,
+    ).exists()
+
+
+def _gateway_retries(case: DunningCase) -> bool:
+    invoice = case.invoice
+    return gateway_owns_retries(gateway=invoice.gateway, gateway_invoice_id=invoice.gateway_invoice_id)
+
+
+def _charge_on(
+    *,
+    method: PaymentMethod,
+    cases: Sequence[DunningCase],
+    actor: Actor,
+    channel: str,
+    gateway: PaymentGateway,
+) -> list[PaymentAttempt]:
+    """Charge each invoice once on ``method``, the customer present; an invoice paid or in flight is skipped."""
+    attempts = []
+    for case in cases:
+        try:
+            attempts.append(
+                attempt_charge(
+                    invoice=case.invoice,
+                    source=AttemptSource.CARD_UPDATED,
+                    actor=actor,
+                    payment_method=method,
+                    channel=channel,
+                    gateway=gateway,
+                    customer_present=True,
+                )
+            )
+        except ChargeRefused:
+            continue  # paid a moment ago, or a charge is in flight: never a second one
+    return attempts
+
+
+def _make_default(
+    *, method: PaymentMethod, customer: Customer, actor: Actor, gateway: PaymentGateway, case_ids: list[int]
+) -> None:
+    """The card proved itself (or nothing was due): the card on file here and at the gateway; cases blocked
+    on the old card may retry on it."""
+    if not method.is_default:
+        payment_method_set_default(payment_method=method, actor=actor)
+    customer_payment_method_updated(customer_id=customer.pk, actor=actor, charge=False)
+    try:
+        gateway.set_default_payment_method(
+            customer_ref=customer.gateway_customer_id, payment_method_ref=method.gateway_payment_method_id
+        )
+    except GatewayError as error:
+        # Charges name their method explicitly, so they still use it; staff see the gap.
+        logger.warning("Could not make payment method %s the gateway default: %s", method.pk, error)
+        _record(
+            case_ids=case_ids,
+            action=PortalAction.PAYMENT_METHOD_UPDATED,
+            actor=actor,
+            reason=f"the gateway did not make it the default: {error}"[:500],
+            details={"payment_method_id": method.pk},
+        )
 
 
 def portal_card_submit(
@@ -310,6 +378,7 @@ def portal_pay_now(
                         payment_method=method,
                         channel=link.channel,
                         gateway=gateway,
+                        customer_present=True,
                     )
                 )
             except ChargeRefused:

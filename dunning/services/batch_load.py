@@ -13,7 +13,15 @@ from django.db.models.functions import Coalesce
 
 from customers.bulk import instances_from_values
 from customers.models import Customer, Invoice, PaymentMethod
-from dunning.models import CaseState, DunningCase, PaymentAttempt, PolicyVersion
+from dunning.models import (
+    SETTLED_STATUSES,
+    AttemptSource,
+    CaseState,
+    DeclineCategory,
+    DunningCase,
+    PaymentAttempt,
+    PolicyVersion,
+)
 from dunning.services.cases import CASE_MUTABLE_FIELDS
 from dunning.services.planning import NETWORK_WINDOW, CasePlan, CaseSnapshot, VersionRules, plan_case
 from dunning.services.retry_owner import gateway_owns_retries
@@ -26,6 +34,8 @@ class PlannedCase:
     snapshot: CaseSnapshot
     rules: VersionRules
     method: PaymentMethod | None
+    # The gateway id of the hard-declined method: never charged again, even as the gateway's default.
+    blocked_ref: str = ""
 
 
 class Versions:
@@ -49,15 +59,20 @@ class Versions:
         return self._rules[version_id]
 
 
-def claim_due_cases(*, now: datetime, limit: int, lease: timedelta) -> str | None:
+def claim_due_cases(
+    *, now: datetime, limit: int, lease: timedelta, lease_start: datetime | None = None
+) -> tuple[str, datetime] | None:
     """Lease up to ``limit`` due cases to one batch; returns the batch's claim token (None: nothing due).
 
     Cases another tick holds are skipped, never waited on. PostgreSQL: ``FOR NO KEY UPDATE SKIP LOCKED`` in
     due-time-then-id order, so concurrent ticks take disjoint sets. NO KEY: a plain FOR UPDATE would block
     the foreign-key check of a concurrent attempt insert (a staff retry, the portal) at its commit, and
     deadlock against our own insert. SQLite: one writer at a time, so the conditional UPDATE is atomic.
-    The token lets the batch read its cases back with one parameter instead of a thousand ids.
+    The token lets the batch read its cases back with one parameter instead of a thousand ids. A lease
+    that ends exactly now has ended. Returns (token, lease end), or None when nothing is due.
     """
+    lease_start = lease_start or now
+    until = lease_start + lease
     table = DunningCase._meta.db_table
     lock = "FOR NO KEY UPDATE SKIP LOCKED" if connection.vendor == "postgresql" else ""
     token = uuid.uuid4().hex
@@ -65,14 +80,14 @@ def claim_due_cases(*, now: datetime, limit: int, lease: timedelta) -> str | Non
         UPDATE {table} SET claimed_until = %s, claim_token = %s
         WHERE id IN (
             SELECT id FROM {table}
-            WHERE state = %s AND next_action_at <= %s AND (claimed_until IS NULL OR claimed_until < %s)
+            WHERE state = %s AND next_action_at <= %s AND (claimed_until IS NULL OR claimed_until <= %s)
             ORDER BY next_action_at, id
             LIMIT %s {lock}
         )
     """
     with connection.cursor() as cursor:
-        cursor.execute(sql, [now + lease, token, CaseState.OPEN, now, now, limit])
-        return token if cursor.rowcount else None
+        cursor.execute(sql, [until, token, CaseState.OPEN, now, lease_start, limit])
+        return (token, until) if cursor.rowcount else None
 
 
 # What planning, charging and the writer need, read in one query as plain values (see ``load_batch``).
@@ -83,12 +98,13 @@ CASE_COLUMNS = (
     "customer_id",
     "policy_version_id",
     # Every column the writer saves, except the two every batch sets itself (``updated_at`` by the
-    # writer, ``claimed_until`` released by ``tick._record_batch``): a timestamp costs the driver to read.
+    # writer, ``claimed_until`` released by ``tick_batch._record_batch``): a timestamp costs the driver to read.
     *(
         DunningCase._meta.get_field(name).attname
         for name in CASE_MUTABLE_FIELDS
         if name not in ("updated_at", "claimed_until")
     ),
+    "version",
     "amount_minor",
     "currency",
     "opened_at",
@@ -136,12 +152,22 @@ def load_batch(
         .annotate(n=Count("id"))
         .values("n")
     )
+    # The last retry step carried out: settled, and not a processing error the policy repeats soon.
+    last_retry_step = (
+        PaymentAttempt.objects.filter(
+            case=OuterRef("id"), source=AttemptSource.RETRY, status__in=SETTLED_STATUSES
+        )
+        .exclude(processed=True, decline_category=DeclineCategory.PROCESSING)
+        .order_by("-step_index")
+        .values("step_index")[:1]
+    )
     rows = DunningCase.objects.annotate(
         default_method=FilteredRelation(
             "customer__payment_methods", condition=Q(customer__payment_methods__is_default=True)
         ),
         last_attempt_number=Coalesce(Subquery(last_number), 0),
         network_attempts=Coalesce(Subquery(recent_attempts), 0),
+        last_retry_step=Subquery(last_retry_step),
     )
     if claim_token is None:
         rows = rows.filter(state=CaseState.OPEN, next_action_at__lte=now).order_by("next_action_at", "id")[
@@ -154,8 +180,10 @@ def load_batch(
         *(f"invoice__{name}" for name in INVOICE_COLUMNS),
         *(f"customer__{name}" for name in CUSTOMER_COLUMNS),
         *(f"default_method__{name}" for name in METHOD_COLUMNS),
+        "hard_declined_payment_method__gateway_payment_method_id",
         "last_attempt_number",
         "network_attempts",
+        "last_retry_step",
     ]
     values = list(rows.values_list(*lookups))
     ends = list(
@@ -171,8 +199,9 @@ def load_batch(
     versions.attach(cases)
     planned = []
     for case, invoice, customer, row in zip(cases, invoices, customers, values, strict=True):
-        case.loaded_state = case.state  # the writer updates the row only if nobody changed it since
-        case.last_attempt_number, network_attempts = row[-2], row[-1]
+        case.loaded_state = case.state
+        case.loaded_version = case.version  # the writer updates the row only if nobody wrote it since
+        blocked_ref, case.last_attempt_number, network_attempts, last_retry_step = row[-4:]
         _INVOICE_CACHE.set_cached_value(case, invoice)
         _CUSTOMER_CACHE.set_cached_value(case, customer)
         _INVOICE_CUSTOMER_CACHE.set_cached_value(invoice, customer)
@@ -190,7 +219,10 @@ def load_batch(
             gateway_owns_retries=gateway_owns_retries(
                 gateway=invoice.gateway, gateway_invoice_id=invoice.gateway_invoice_id
             ),
+            last_retry_step=last_retry_step,
         )
         rules = versions[case.policy_version_id]
-        planned.append(PlannedCase(case, plan_case(rules, snapshot, now), snapshot, rules, method))
+        planned.append(
+            PlannedCase(case, plan_case(rules, snapshot, now), snapshot, rules, method, blocked_ref or "")
+        )
     return planned

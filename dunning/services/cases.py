@@ -1,8 +1,9 @@
 """Cases: the one writer of case rows, opening a case for a failed invoice, and recovering cases.
 
 ``cases_save`` is the only code that updates a DunningCase after it is created. It checks every state
-change against the pure transition table in ``dunning.state``, guards each row with the state it was read
-in (so a concurrent change wins and is never overwritten), and writes a CaseEvent for every transition.
+change against the pure transition table in ``dunning.state``, guards each row with the version it was
+read at (so a concurrent change of any column wins and is never overwritten from a stale copy; the loser
+re-reads and re-plans), and writes a CaseEvent for every transition.
 """
 
 from __future__ import annotations
@@ -57,6 +58,13 @@ CASE_MUTABLE_FIELDS: tuple[str, ...] = (
 
 # Foreign keys are written by id: the attribute may hold an unsaved or stale related object.
 _ATTNAMES = {name: DunningCase._meta.get_field(name).attname for name in CASE_MUTABLE_FIELDS}
+_WRITTEN_FIELDS = (*CASE_MUTABLE_FIELDS, "version")
+
+
+def loaded_version(case: DunningCase) -> int:
+    """The version the case was read at (what its next write must still find)."""
+    version = getattr(case, "loaded_version", None)
+    return case.version if version is None else version
 
 
 @dataclass(frozen=True)
@@ -93,12 +101,14 @@ def cases_save(
 ) -> set[int]:
     """Write the given (already modified) cases in one statement; apply ``transitions`` first.
 
-    A refused transition raises ``dunning.state.TransitionRefused`` before anything is written. Rows whose
-    state changed since they were read are left alone and missing from the returned set of saved ids.
+    A refused transition raises ``dunning.state.TransitionRefused`` before anything is written. Rows written
+    by anyone since they were read (their version moved on) are left alone and missing from the returned
+    set of saved ids: the caller re-reads them and decides again.
     """
     transitions = transitions or {}
     rows: dict[int, dict[str, Any]] = {}
-    expected: dict[int, str] = {}
+    expected: dict[int, int] = {}
+    states: dict[int, str] = {}
     moves: dict[int, tuple[str, str]] = {}
     for case in cases:
         loaded = getattr(case, "loaded_state", case.state)
@@ -109,13 +119,16 @@ def cases_save(
             _apply_transition(case, to_state, now)
             moves[case.pk] = (loaded, to_state)
         case.updated_at = now
-        expected[case.pk] = loaded
+        states[case.pk] = loaded
+        expected[case.pk] = loaded_version(case)
         rows[case.pk] = {name: getattr(case, _ATTNAMES[name]) for name in CASE_MUTABLE_FIELDS}
-    saved = set(update_from_values(DunningCase, rows, fields=CASE_MUTABLE_FIELDS, match={"state": expected}))
+        rows[case.pk]["version"] = expected[case.pk] + 1
+    saved = set(update_from_values(DunningCase, rows, fields=_WRITTEN_FIELDS, match={"version": expected}))
     for case in cases:
         if case.pk not in saved:
-            case.state = expected[case.pk]
+            case.state = states[case.pk]
             continue
+        case.version = case.loaded_version = expected[case.pk] + 1
         case.loaded_state = case.state
         if case.pk in moves:
             transition = transitions[case.pk]

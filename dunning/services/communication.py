@@ -159,6 +159,11 @@ def emit_webhooks(*, events: Sequence[OutboundEvent]) -> int:
     )
 
 
+def escalate_operations(*, title: str, details: str) -> None:
+    """A staff task about the system itself (no customer): one open task per title."""
+    staff_task_create(customer_id=None, case_ref=None, title=title, details=details)
+
+
 def escalate(*, escalations: Sequence[StaffEscalation]) -> int:
     """A staff task per escalation (visible in the admin), emailed to the staff group."""
     for escalation in escalations:

@@ -165,15 +165,19 @@ def cases_closed(
     events: EventBuffer,
     more_webhooks: Sequence[communication.OutboundEvent] = (),
 ) -> None:
-    """Withdraw messages and banners of closed cases; restore access after recoveries; tell the product.
+    """Withdraw messages and banners of closed cases (not exhausted ones: their invoice is still unpaid);
+    restore access after recoveries; tell the product.
 
     ``more_webhooks`` are the caller's own events for the same batch, sent in the same call.
     """
     if not cases:
         communication.emit_webhooks(events=more_webhooks)
         return
-    case_ids = [case.pk for case in cases]
-    communication.withdraw_for_cases(case_ids=case_ids, reason="case closed")
+    # An exhausted case still has an unpaid invoice: what the last steps queued (the suspension notice)
+    # must still reach the customer. Paid, void and handed-off cases withdraw what is queued.
+    communication.withdraw_for_cases(
+        case_ids=[case.pk for case in cases if case.state != CaseState.EXHAUSTED], reason="case closed"
+    )
     recovered = [case for case in cases if case.state == CaseState.RECOVERED]
     versions = token_versions(case.customer_id for case in recovered)
     # The thank-you goes out because the invoice was paid: it is not a reminder, so payment does not stop it.

@@ -31,6 +31,9 @@ class CaseSnapshot:
     network_attempts_30d: int
     # The gateway that issued the invoice retries it itself (STRIPE_RETRY_OWNER=stripe): we never do.
     gateway_owns_retries: bool = False
+    # The highest retry step already carried out (its attempt settled, not a processing error worth
+    # repeating): never run again, whatever a stale write or a crash did to the step pointer.
+    last_retry_step: int | None = None
 
 
 @dataclass(frozen=True)
@@ -70,13 +73,15 @@ def step_time(rules: VersionRules, snapshot: CaseSnapshot, index: int) -> dateti
 def retry_blocker(rules: VersionRules, snapshot: CaseSnapshot) -> str:
     """Why a retry may not run now, or "" when it may."""
     category = snapshot.decline_category
+    blocked = snapshot.hard_declined_payment_method_id
     if snapshot.gateway_owns_retries:
         return "the gateway's own retries (Stripe Smart Retries) own this invoice"
     if snapshot.default_payment_method_id is None:
         return "no payment method on file"
-    if category in (DeclineCategory.HARD, DeclineCategory.FRAUD) and (
-        snapshot.hard_declined_payment_method_id in (None, snapshot.default_payment_method_id)
-    ):
+    # The block is what counts, whatever decline came after it: only a new method lifts it.
+    if blocked is not None and blocked == snapshot.default_payment_method_id:
+        return "hard decline on this payment method: never retried on it"
+    if category in (DeclineCategory.HARD, DeclineCategory.FRAUD) and blocked is None:
         return f"{category} decline: never retried on the same payment method"
     if category == DeclineCategory.AUTHENTICATION_REQUIRED:
         return "the bank asks the customer to authenticate: no off-session retry"
@@ -95,16 +100,24 @@ def plan_case(rules: VersionRules, snapshot: CaseSnapshot, now: datetime) -> Cas
     at the end. At most one retry runs per pass: its result decides what follows.
     """
     plan = CasePlan(next_step_index=snapshot.next_step_index)
-    index = snapshot.next_step_index
     steps = rules.steps
-    while index < len(steps):
-        if step_time(rules, snapshot, index) > now:
-            break
+    category = snapshot.decline_category or DeclineCategory.SOFT
+    # The steps due now: [next_step_index, due_end).
+    due_end = snapshot.next_step_index
+    while due_end < len(steps) and step_time(rules, snapshot, due_end) <= now:
+        due_end += 1
+    superseded = _superseded_messages(steps, range(snapshot.next_step_index, due_end), category)
+    index = snapshot.next_step_index
+    while index < due_end:
         step = steps[index]
-        categories = step.get("decline_categories") or []
-        # No decline on record (a new payment method cleared it) counts as soft: worth a retry.
-        if categories and (snapshot.decline_category or DeclineCategory.SOFT) not in categories:
-            plan.skipped.append((index, f"only for {', '.join(categories)} declines"))
+        if not _applies(step, category):
+            plan.skipped.append((index, f"only for {', '.join(step['decline_categories'])} declines"))
+        elif index in superseded:
+            plan.skipped.append((index, f"late: step {superseded[index] + 1} is due too and says it now"))
+        elif step["action"] == StepAction.RETRY and (
+            snapshot.last_retry_step is not None and index <= snapshot.last_retry_step
+        ):
+            plan.skipped.append((index, "retry already carried out"))
         elif step["action"] == StepAction.RETRY:
             blocker = retry_blocker(rules, snapshot)
             if blocker:
@@ -121,6 +134,32 @@ def plan_case(rules: VersionRules, snapshot: CaseSnapshot, now: datetime) -> Cas
     return plan
 
 
+def _applies(step: dict[str, Any], category: str) -> bool:
+    # No decline on record (a new payment method cleared it) counts as soft: worth a retry.
+    categories = step.get("decline_categories") or []
+    return not categories or category in categories
+
+
+# Customer-facing messages: when a tick comes late, only the last one that is due goes out.
+MESSAGE_ACTIONS = (StepAction.EMAIL, StepAction.BANNER)
+
+
+def _superseded_messages(steps: Sequence[dict[str, Any]], due: range, category: str) -> dict[int, int]:
+    """Message steps that fell behind: {step index: the later step of the same kind, also due, that
+    replaces it}. A late tick sends the one message that fits now (the final notice, not the three reminders
+    before it) and records the others as skipped with the reason."""
+    due_by_action: dict[str, list[int]] = {}
+    for index in due:
+        step = steps[index]
+        if step["action"] in MESSAGE_ACTIONS and _applies(step, category):
+            due_by_action.setdefault(step["action"], []).append(index)
+    superseded: dict[int, int] = {}
+    for indices in due_by_action.values():
+        for index in indices[:-1]:
+            superseded[index] = indices[-1]
+    return superseded
+
+
 def after_failed_retry(
     rules: VersionRules,
     snapshot: CaseSnapshot,
@@ -129,13 +168,14 @@ def after_failed_retry(
     category: str,
     now: datetime,
     soon: timedelta,
+    processed: bool = True,
 ) -> tuple[int, datetime | None]:
     """Where a case goes after its retry failed: (next step index, next action time).
 
-    A processing error is retried soon (the same retry step again, still within the caps); anything else
-    moves on to the next step.
+    A processing error the processor reported is retried soon (the same retry step again, still within
+    the caps); anything else, including a refusal before anything was sent, moves on to the next step.
     """
     assert plan.retry_step is not None
-    if category == DeclineCategory.PROCESSING and snapshot.retry_count + 1 < rules.max_retries:
+    if processed and category == DeclineCategory.PROCESSING and snapshot.retry_count + 1 < rules.max_retries:
         return plan.retry_step, now + soon
     return plan.next_step_index, plan.next_action_at

@@ -1,12 +1,9 @@
-"""The tick: claim due cases in batches, run their steps, charge retries, record results.
+"""The tick: reconcile unsettled attempts, then claim due cases in batches and run them.
 
-Per batch of cases:
-1. one transaction claims the batch (row locks, skipped if another tick holds them, then a time-limited
-   lease), loads what the plans need, and inserts a ``pending`` attempt for every retry;
-2. the gateway is called outside any transaction, several calls at a time;
-3. one transaction records every result, runs the other due steps and moves every case on.
-Several ticks on several machines share the work without overlap; a tick that dies leaves leases that
-expire and attempts that the next tick reconciles before charging anything again.
+The three phases of a batch are in ``dunning.services.tick_batch``. Several ticks on several machines
+share the work without overlap; a tick that dies leaves leases that expire, and attempts that the next
+tick reconciles (from the gateway's records, or by sending the same idempotency key again) before the
+invoice can be charged again.
 """
 
 from __future__ import annotations
@@ -14,42 +11,30 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
 from django.conf import settings
-from django.db import connection, connections, transaction
+from django.db import connection, connections
 from django.utils import timezone
 
-from customers.actors import Actor
-from customers.bulk import insert_rows
-from customers.models import InvoiceStatus
-from dunning import state as machine
 from dunning.gateways import PaymentGateway, get_gateway
-from dunning.models import (
-    AttemptSource,
-    AttemptStatus,
-    CaseEventKind,
-    DunningCase,
-    PaymentAttempt,
-    RecoveryChannel,
-)
-from dunning.services import effects
-from dunning.services.batch_load import PlannedCase, Versions, claim_due_cases, load_batch
-from dunning.services.cases import Transition, recovery_transition
-from dunning.services.charging import attempts_reconcile, call_gateway, charge_request_for, result_or_unknown
+from dunning.services.batch_load import Versions, load_batch
+from dunning.services.circuit import Gate, circuit_counter, circuit_gate
 from dunning.services.declines import DeclineTable
-from dunning.services.events import EventBuffer
-from dunning.services.outcomes import Settlement, settle_attempts
-from dunning.services.planning import after_failed_retry
+from dunning.services.leases import Clock, LeaseKeeper
+from dunning.services.reconcile import attempts_reconcile
+from dunning.services.tick_batch import TICK_ACTOR, BatchCounts, TickContext, run_batch
 from dunning.signals import tick_finished
 
 logger = logging.getLogger(__name__)
-TICK_ACTOR = Actor.system("dunning tick")
+__all__ = ["TICK_ACTOR", "TickSummary", "run_tick", "tick_workers"]
+# How long a batch trusts the breaker's last answer "closed" before reading it again.
+GATE_RECHECK_SECONDS = 5.0
 
 
 @dataclass
@@ -58,6 +43,8 @@ class TickSummary:
     cases: int = 0
     batches: int = 0
     dry_run: bool = False
+    started_at: datetime | None = None
+    duration_seconds: float = 0.0
 
     def lines(self) -> list[str]:
         prefix = "[dry run] would run" if self.dry_run else "ran"
@@ -66,229 +53,6 @@ class TickSummary:
             if self.counts[key]:
                 lines.append(f"  {key}: {self.counts[key]}")
         return lines
-
-
-def _insert_pending_attempts(retries: list[PlannedCase], *, gateway: str, now: datetime) -> dict[int, int]:
-    """One INSERT for every retry; returns {case id: attempt id}.
-
-    A case whose invoice already has an attempt in flight (a portal payment, a staff retry) gets none: the
-    partial unique index refuses it and ``ON CONFLICT DO NOTHING`` skips it. So does a number taken by a
-    concurrent attempt since we read the invoice's last number.
-    """
-    rows = []
-    for item in retries:
-        invoice = item.case.invoice
-        rows.append(
-            (
-                invoice.pk,
-                item.case.pk,
-                item.method.pk if item.method else None,
-                item.case.last_attempt_number + 1,
-                AttemptSource.RETRY,
-                AttemptStatus.PENDING,
-                invoice.amount_due_minor - invoice.amount_paid_minor,
-                invoice.currency,
-                gateway,
-                "",
-                "",
-                "",
-                "",
-                "",
-                now,
-            )
-        )
-    inserted = insert_rows(
-        PaymentAttempt,
-        PENDING_ATTEMPT_COLUMNS,
-        rows,
-        on_conflict_do_nothing=True,
-        returning=("case", "id"),
-    )
-    return dict(inserted)  # type: ignore[arg-type]
-
-
-PENDING_ATTEMPT_COLUMNS = (
-    "invoice",
-    "case",
-    "payment_method",
-    "number",
-    "source",
-    "status",
-    "amount_minor",
-    "currency",
-    "gateway",
-    "gateway_reference",
-    "decline_processor",
-    "decline_code",
-    "decline_category",
-    "message",
-    "created_at",
-)
-
-
-def _run_batch(
-    *,
-    size: int,
-    now: datetime,
-    lease: timedelta,
-    gateway: PaymentGateway,
-    versions: Versions,
-    table: DeclineTable,
-    summary: TickSummary,
-) -> int:
-    """Claim and process one batch; returns how many cases it claimed (0: nothing is due)."""
-    soon = timedelta(minutes=settings.DUNNING_PROCESSING_RETRY_MINUTES)
-    # Phase 1, one transaction: claim, load, insert pending attempts. Committed before any charge.
-    with transaction.atomic():
-        claim_token = claim_due_cases(now=now, limit=size, lease=lease)
-        if claim_token is None:
-            return 0
-        planned = load_batch(claim_token, now=now, limit=size, versions=versions)
-        open_invoice = [p for p in planned if not p.case.invoice.is_final]
-        retries = [p for p in open_invoice if p.plan.retry_step is not None]
-        attempts = _insert_pending_attempts(retries, gateway=gateway.name, now=now)
-
-    # Phase 2: the gateway, outside any transaction.
-    requests = []
-    for item in retries:
-        attempt_id = attempts.get(item.case.pk)
-        if attempt_id is not None:
-            invoice = item.case.invoice
-            request = charge_request_for(
-                attempt_id=attempt_id,
-                amount_minor=invoice.amount_due_minor - invoice.amount_paid_minor,
-                currency=invoice.currency,
-                gateway=gateway.name,
-                invoice=invoice,
-                method=item.method,
-            )
-            requests.append((attempt_id, request))
-    outcomes = call_gateway(gateway, requests)
-
-    # Phase 3: record everything in one transaction.
-    with transaction.atomic():
-        events = EventBuffer()
-        _record_batch(
-            planned, attempts, outcomes, now=now, soon=soon, table=table, events=events, summary=summary
-        )
-        events.flush()
-    summary.cases += len(planned)
-    summary.batches += 1
-    return len(planned)
-
-
-def _record_batch(
-    planned: list[PlannedCase],
-    attempts: dict[int, int],
-    outcomes: dict[int, Any],
-    *,
-    now: datetime,
-    soon: timedelta,
-    table: DeclineTable,
-    events: EventBuffer,
-    summary: TickSummary,
-) -> None:
-    actor = TICK_ACTOR
-    transitions: dict[int, Transition] = {}
-    recovered_outside: list[DunningCase] = []
-    steps_to_run: list[tuple[DunningCase, int, dict[str, Any]]] = []
-    to_save: list[DunningCase] = []
-    settlements: list[Settlement] = []
-    for item in planned:
-        case, plan = item.case, item.plan
-        case.claimed_until = None
-        if case.invoice.is_final:
-            # Invariant 2: nothing runs after payment. The invoice was closed by another route.
-            if case.invoice.status == InvoiceStatus.PAID:
-                transitions[case.pk] = recovery_transition(
-                    case,
-                    channel=RecoveryChannel.PAID_OUTSIDE,
-                    amount_minor=case.invoice.amount_paid_minor,
-                    now=now,
-                    reason="invoice paid outside dunning",
-                )
-                summary.counts["closed.paid_outside"] += 1
-                recovered_outside.append(case)
-            else:
-                transitions[case.pk] = Transition(
-                    machine.Event.CANCEL, reason=f"invoice {case.invoice.status}"
-                )
-                summary.counts["closed.invoice_" + case.invoice.status] += 1
-            to_save.append(case)
-            continue
-        for index, reason in plan.skipped:
-            events.add(
-                case_id=case.pk,
-                kind=CaseEventKind.STEP_SKIPPED,
-                actor=actor,
-                at=now,
-                step_index=index,
-                reason=reason,
-            )
-        summary.counts["skipped"] += len(plan.skipped)
-        steps_to_run.extend((case, index, item.rules.steps[index]) for index in plan.run)
-        if plan.retry_step is not None and case.pk in attempts:
-            attempt_id = attempts[case.pk]
-            result, error = result_or_unknown(outcomes[attempt_id])
-            on_failure = after_failed_retry(
-                item.rules, item.snapshot, plan, category=_category(result, table), now=now, soon=soon
-            )
-            # One event per retry, written with its result (it carries the step), not one per start.
-            settlements.append(
-                Settlement(
-                    attempt_id=attempt_id,
-                    invoice_id=case.invoice_id,
-                    amount_minor=case.invoice.amount_due_minor - case.invoice.amount_paid_minor,
-                    source=AttemptSource.RETRY,
-                    payment_method_id=item.method.pk if item.method else None,
-                    case=case,
-                    result=result,
-                    error=error,
-                    counts_as_retry=True,
-                    next_on_failure=on_failure,
-                    retry_step=plan.retry_step,
-                )
-            )
-            continue
-        if plan.retry_step is not None:
-            # Another charge of this invoice is in flight: come back to this retry shortly.
-            case.next_step_index, case.next_action_at = plan.retry_step, now + timedelta(minutes=5)
-            summary.counts["retry.deferred_in_flight"] += 1
-        else:
-            case.next_step_index, case.next_action_at = plan.next_step_index, plan.next_action_at
-            if plan.finished:
-                transitions[case.pk] = Transition(
-                    machine.Event.EXHAUST, reason="policy finished without payment"
-                )
-                summary.counts["exhausted"] += 1
-        to_save.append(case)
-
-    decline_messages = {item.case.pk: table.customer_message(item.case.decline_code) for item in planned}
-    summary.counts.update(
-        effects.run_steps(
-            steps=steps_to_run, decline_messages=decline_messages, actor=actor, now=now, events=events
-        )
-    )
-    # One statement saves every case of the batch: those with attempt results and all the others.
-    counts, saved = settle_attempts(
-        settlements=settlements,
-        table=table,
-        actor=actor,
-        now=now,
-        events=events,
-        extra_cases=to_save,
-        extra_transitions=transitions,
-    )
-    summary.counts.update(counts)
-    summary.counts["recovered"] += sum(1 for case in recovered_outside if case.pk in saved)
-
-
-def _category(result: Any, table: DeclineTable) -> str:
-    if result is None or result.succeeded:
-        return ""
-    return table.lookup(
-        result.decline_processor or "stripe", result.decline_code or "generic_decline"
-    ).category
 
 
 # Objects allocated between two runs of Python's young-generation collector (default 700), while a tick
@@ -363,27 +127,64 @@ def run_tick(
     workers = 1 if limit is not None else (workers or tick_workers())
     owns_gateway = gateway is None
     gateway = gateway or get_gateway()
+    started = time.monotonic()
+    summary.started_at = timezone.now()
+    clock = Clock(now)
     try:
-        summary.counts.update(attempts_reconcile(gateway=gateway, actor=TICK_ACTOR, now=now))
-        batches = _BatchLoop(
-            now=now,
-            lease=lease,
-            gateway=gateway,
-            batch_size=batch_size,
-            limit=limit,
-            summary=summary,
-            progress=progress,
-        )
-        with _fewer_collections():
-            if workers == 1:
-                batches.work()
-            else:
-                batches.work_in_threads(workers)
+        with LeaseKeeper(clock=clock, lease=lease) as keeper:
+            summary.counts.update(
+                attempts_reconcile(
+                    gateway=gateway,
+                    actor=TICK_ACTOR,
+                    now=now,
+                    clock=clock,
+                    keeper=keeper,
+                    limit=settings.DUNNING_RECONCILE_LIMIT,
+                )
+            )
+            context = TickContext(
+                now=now,
+                clock=clock,
+                lease=lease,
+                keeper=keeper,
+                gateway=gateway,
+                circuit=circuit_counter(gateway.name),
+            )
+            batches = _BatchLoop(
+                context, batch_size=batch_size, limit=limit, summary=summary, progress=progress
+            )
+            with _fewer_collections():
+                if workers == 1:
+                    batches.work()
+                else:
+                    batches.work_in_threads(workers)
+            context.circuit.flush(now=clock())
     finally:
         if owns_gateway:
             gateway.close()
+    summary.duration_seconds = time.monotonic() - started
     tick_finished.send(sender=TickSummary, now=now, summary=summary)
     return summary
+
+
+class _GateCache:
+    """The circuit breaker's answer, read again every few seconds while it says "closed" (one query per
+    batch would be the tick's most frequent statement); "open" and "probe" are read for every batch."""
+
+    def __init__(self, context: TickContext) -> None:
+        self.context = context
+        self._closed_until = 0.0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Gate:
+        with self._lock:
+            if time.monotonic() < self._closed_until:
+                return Gate.CLOSED
+        gate = circuit_gate(gateway=self.context.gateway.name, now=self.context.clock())
+        if gate == Gate.CLOSED:
+            with self._lock:
+                self._closed_until = time.monotonic() + GATE_RECHECK_SECONDS
+        return gate
 
 
 class _BatchLoop:
@@ -391,18 +192,17 @@ class _BatchLoop:
 
     def __init__(
         self,
+        context: TickContext,
         *,
-        now: datetime,
-        lease: timedelta,
-        gateway: PaymentGateway,
         batch_size: int,
         limit: int | None,
         summary: TickSummary,
         progress: Callable[[TickSummary], None] | None,
     ) -> None:
-        self.now, self.lease, self.gateway = now, lease, gateway
+        self.context = context
         self.batch_size, self.remaining = batch_size, limit
         self.summary, self.progress = summary, progress
+        self.gate = _GateCache(context)
         self.lock = threading.Lock()
         self.errors: list[BaseException] = []
 
@@ -414,15 +214,9 @@ class _BatchLoop:
                 if self.errors or (self.remaining is not None and self.remaining <= 0):
                     return
                 size = self.batch_size if self.remaining is None else min(self.batch_size, self.remaining)
-            batch = TickSummary()
-            claimed = _run_batch(
-                size=size,
-                now=self.now,
-                lease=self.lease,
-                gateway=self.gateway,
-                versions=versions,
-                table=table,
-                summary=batch,
+            batch = BatchCounts()
+            claimed = run_batch(
+                self.context, size=size, versions=versions, table=table, gate_of=self.gate, summary=batch
             )
             with self.lock:
                 self.summary.counts.update(batch.counts)

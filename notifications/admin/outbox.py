@@ -7,12 +7,13 @@ from typing import Any
 from django.contrib import admin, messages
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html
 
 from customers.actors import Actor
 from customers.admin_tools import IndexedValuesFilter, LargeTableAdminMixin, admin_change_url
 from customers.models import Customer
-from notifications.models import MessageTemplate, Notification, SuppressedAddress
+from notifications.models import MessageTemplate, Notification, NotificationStatus, SuppressedAddress
 from notifications.services.outbox import notifications_requeue, suppressed_address_add
 
 
@@ -26,17 +27,9 @@ class TemplateKeyFilter(IndexedValuesFilter):
 
 @admin.register(Notification)
 class NotificationAdmin(LargeTableAdminMixin, admin.ModelAdmin):
-    list_display = [
-        "created_at",
-        "template_key",
-        "recipient",
-        "customer_link",
-        "status",
-        "reason_code",
-        "case_ref",
-        "send_after",
-        "sent_at",
-    ]
+    # Few columns, so the outbox fits a laptop screen with the sidebar open; the message page has the rest.
+    list_display = ["created", "template_key", "recipient", "customer_link", "status_label", "when"]
+    list_display_links = ["created"]
     list_select_related = ["customer"]
     list_filter = ["status", "channel", TemplateKeyFilter, "audience", "reason_code"]
     search_fields = ["recipient"]
@@ -108,6 +101,28 @@ class NotificationAdmin(LargeTableAdminMixin, admin.ModelAdmin):
             return "–"
         url = admin_change_url("admin:customers_customer_change", notification.customer_id)
         return format_html('<a href="{}">{}</a>', url, notification.customer.name)
+
+    @admin.display(description="Created", ordering="created_at")
+    def created(self, notification: Notification) -> str:
+        return timezone.localtime(notification.created_at).strftime("%Y-%m-%d %H:%M")
+
+    @admin.display(description="Status", ordering="status")
+    def status_label(self, notification: Notification) -> str:
+        if not notification.reason_code:
+            return notification.get_status_display()
+        return format_html(
+            '{}<br><span class="quiet">{}</span>',
+            notification.get_status_display(),
+            notification.get_reason_code_display(),
+        )
+
+    @admin.display(description="Sent, or due", ordering="send_after")
+    def when(self, notification: Notification) -> str:
+        if notification.sent_at is not None:
+            return "sent " + timezone.localtime(notification.sent_at).strftime("%Y-%m-%d %H:%M")
+        if notification.status in (NotificationStatus.QUEUED, NotificationStatus.SENDING):
+            return "due " + timezone.localtime(notification.send_after).strftime("%Y-%m-%d %H:%M")
+        return "–"
 
     @admin.display(description="HTML part")
     def html_preview(self, notification: Notification) -> str:

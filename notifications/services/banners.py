@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from customers.actors import Actor
 from customers.services import audit_record
+from customers.validators import external_id_problem
 from notifications import conf
 from notifications.models import ApiKey, Banner, BannerSeverity
 
@@ -136,7 +137,11 @@ def banner_token_for(*, external_id: str, ttl_seconds: int | None = None) -> str
     Django project, from this function directly. It reveals nothing but the external id it carries.
     """
     ttl = conf.banner_token_ttl() if ttl_seconds is None else ttl_seconds
-    return signing.dumps({"c": external_id, "e": int(time.time()) + int(ttl)}, salt=EMBED_TOKEN_SALT)
+    if problem := external_id_problem(external_id):
+        raise ValueError(f"external_id {problem}")
+    if isinstance(ttl, bool) or not isinstance(ttl, int):
+        raise ValueError(f"ttl_seconds must be a whole number of seconds, not {ttl!r}")
+    return signing.dumps({"c": external_id, "e": int(time.time()) + ttl}, salt=EMBED_TOKEN_SALT)
 
 
 def banner_token_read(*, token: str) -> str | None:
@@ -147,6 +152,7 @@ def banner_token_read(*, token: str) -> str | None:
         return None
     if not isinstance(payload, dict) or not isinstance(payload.get("c"), str):
         return None
-    if int(payload.get("e", 0)) < time.time():
+    expires = payload.get("e", 0)
+    if isinstance(expires, bool) or not isinstance(expires, int) or expires < time.time():
         return None
     return payload["c"]

@@ -482,12 +482,15 @@ def suppressed_address_add(
 
 def notifications_requeue(*, notification_ids: Sequence[int], actor: Actor) -> int:
     """Queue failed messages again (after a provider outage, say), from the admin. Rows whose template did
-    not render have nothing to send and stay failed. Returns how many were queued."""
+    not render, and rows whose bodies were purged or erased, have nothing to send and stay failed. Returns how
+    many were queued."""
     now = timezone.now()
     with transaction.atomic():
-        rows = Notification.objects.filter(
-            pk__in=list(notification_ids), status=NotificationStatus.FAILED
-        ).exclude(reason_code=ReasonCode.RENDER_ERROR)
+        rows = (
+            Notification.objects.filter(pk__in=list(notification_ids), status=NotificationStatus.FAILED)
+            .exclude(reason_code=ReasonCode.RENDER_ERROR)
+            .exclude(body_text="", body_html="")  # purged after the retention period, or erased
+        )
         ids = list(rows.values_list("pk", flat=True))
         count = Notification.objects.filter(pk__in=ids, status=NotificationStatus.FAILED).update(
             status=NotificationStatus.QUEUED,

@@ -277,31 +277,40 @@ def _disable_if_failing_too_long(endpoint_id: int, *, now: datetime) -> bool:
 def webhook_delivery_replay(*, delivery: WebhookDelivery, actor: Actor) -> bool:
     """Send a delivery again (same event id and body), now, with a fresh three-day retry window.
 
-    Refused (False) while the endpoint is disabled or the delivery is being attempted.
+    Refused (False) while the endpoint is disabled or the delivery is being attempted, and once its body
+    was purged. Audited either way: a refused replay names who asked and why nothing was sent.
     """
     now = timezone.now()
+    details = {"delivery_id": delivery.pk, "event_id": delivery.event_id, "endpoint_id": delivery.endpoint_id}
     with transaction.atomic():
-        updated = WebhookDelivery.objects.filter(
-            pk=delivery.pk,
-            endpoint__enabled=True,
-            status__in=[DeliveryStatus.FAILED, DeliveryStatus.SUCCEEDED, DeliveryStatus.PENDING],
-        ).update(
-            status=DeliveryStatus.PENDING,
-            next_attempt_at=now,
-            give_up_at=now + RETRY_WINDOW,
-            claim_token=None,
+        updated = (
+            WebhookDelivery.objects.filter(
+                pk=delivery.pk,
+                endpoint__enabled=True,
+                status__in=[DeliveryStatus.FAILED, DeliveryStatus.SUCCEEDED, DeliveryStatus.PENDING],
+            )
+            .exclude(body="")  # purged after WEBHOOK_PAYLOAD_RETENTION_DAYS: nothing left to send
+            .update(
+                status=DeliveryStatus.PENDING,
+                next_attempt_at=now,
+                give_up_at=now + RETRY_WINDOW,
+                claim_token=None,
+            )
         )
         if not updated:
+            enabled = WebhookEndpoint.objects.filter(pk=delivery.endpoint_id, enabled=True).exists()
+            purged = not WebhookDelivery.objects.filter(pk=delivery.pk).exclude(body="").exists()
+            if not enabled:
+                reason = "the endpoint is disabled"
+            elif purged:
+                reason = "its body was purged (WEBHOOK_PAYLOAD_RETENTION_DAYS)"
+            else:
+                reason = "being delivered right now"
+            audit_record(
+                actor=actor, action="webhook_delivery.replay_refused", reason=reason, details=details
+            )
             return False
-        audit_record(
-            actor=actor,
-            action="webhook_delivery.replayed",
-            details={
-                "delivery_id": delivery.pk,
-                "event_id": delivery.event_id,
-                "endpoint_id": delivery.endpoint_id,
-            },
-        )
+        audit_record(actor=actor, action="webhook_delivery.replayed", details=details)
         schedule_delivery([delivery.pk])
     return True
 

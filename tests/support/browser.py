@@ -154,9 +154,10 @@ def admin_tab(
 ) -> Iterator[AdminTab]:
     """A tab of ``browser`` at ``size`` ("desktop" 1440×900 or "phone" 390×844), logged in as ``user``."""
     from django.conf import settings
-    from django.test import Client
 
-    client = Client()
+    from tests.support.staff import StaffClient
+
+    client = StaffClient()  # signed in with a verified second factor, as staff with money permissions must be
     client.force_login(user)
     session = client.cookies[settings.SESSION_COOKIE_NAME].value
     phone = size == "phone"

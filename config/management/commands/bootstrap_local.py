@@ -48,6 +48,10 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Login:    {username}"))
         self.stdout.write(self.style.SUCCESS(f"Password: {password}"))
         self.stdout.write(f"(stored in {settings.LOCAL_STATE_DIR / 'admin-credentials.txt'}, git-ignored)")
+        self.stdout.write(
+            "The first sign-in sets up two-step sign-in with an authenticator app on your phone; "
+            f"to start that over: python manage.py reset_mfa {username} --reason 'new phone'"
+        )
 
     def _ensure_superuser(self, credentials_file: Path) -> tuple[str, str]:
         """Reuse the stored password; make a new random one only when the file or the user is missing."""

@@ -102,6 +102,10 @@ class Command(BaseCommand):
             raise CommandError("Nothing was written: fix the rows above and run it again.", returncode=1)
         if report.dry_run:
             self.stdout.write(self.style.SUCCESS(f"Dry run, nothing written. {timing}: {counts}."))
+        elif not (report.created or report.updated):
+            self.stdout.write(
+                self.style.SUCCESS(f"Nothing changed: every account is up to date. {timing}: {counts}.")
+            )
         else:
             self.stdout.write(self.style.SUCCESS(f"Imported {timing}: {counts}."))
 

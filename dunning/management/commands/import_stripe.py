@@ -52,3 +52,5 @@ class Command(BaseCommand):
             self.stderr.write("")
         for line in summary.lines():
             self.stdout.write(line)
+        if summary.error:
+            raise CommandError(summary.error)

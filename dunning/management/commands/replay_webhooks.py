@@ -59,7 +59,7 @@ class Command(BaseCommand):
             for _, event_id, kind in rows:
                 self.stdout.write(f"  {event_id} {kind}")
             return
-        counts = stripe_events_replay(pks=[pk for pk, _, _ in rows], actor=Actor.system("replay_webhooks"))
+        counts = stripe_events_replay(pks=[pk for pk, _, _ in rows], actor=Actor.command("replay_webhooks"))
         for status in sorted(counts):
             self.stdout.write(f"  {status}: {counts[status]}")
         still_failed = StripeEvent.objects.filter(

@@ -10,7 +10,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from dunning.services.staff import cases_resume_due
 from dunning.services.tick import TickSummary, run_tick
+from dunning.signals import timed_tick
 
 
 def parse_now(value: str) -> datetime:
@@ -42,9 +44,15 @@ class Command(BaseCommand):
             if interactive:
                 self.stderr.write(f"\r{summary.cases} cases processed…", ending="")
 
-        summary = run_tick(now=moment, dry_run=dry_run, limit=limit, progress=progress)
+        # Pauses whose resume date has come end first, so their cases take part in this tick.
+        resumed = cases_resume_due(now=moment, dry_run=dry_run)
+        with timed_tick():  # its duration reaches the metrics (tick_finished)
+            summary = run_tick(now=moment, dry_run=dry_run, limit=limit, progress=progress)
         if interactive:
             self.stderr.write("")
         self.stdout.write(f"Tick at {moment.isoformat()}")
+        if resumed:
+            verb = "would resume" if dry_run else "resumed"
+            self.stdout.write(f"{verb}: {len(resumed)} paused case(s) whose resume date has come")
         for line in summary.lines():
             self.stdout.write(line)

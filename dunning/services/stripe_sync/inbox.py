@@ -24,6 +24,8 @@ from django.utils import timezone
 
 from customers.actors import Actor
 from customers.bulk import insert_rows
+from customers.services import audit_record
+from customers.validators import json_text_problem
 from dunning.gateways import GatewayError
 from dunning.gateways.stripe import StripeGateway, WebhookSignatureInvalid, verify_webhook
 from dunning.gateways.stripe_objects import timestamp
@@ -129,7 +131,30 @@ def stripe_event_receive(*, payload: bytes, signature: str) -> Stored:
     except ValueError as exc:
         _store_invalid(payload, str(exc))
         raise WebhookPayloadInvalid(str(exc)) from exc
+    problem = _event_problem(event)
+    if problem:
+        _store_invalid(payload, problem)
+        raise WebhookPayloadInvalid(problem)
     return stripe_event_store(event=event)
+
+
+# Stripe's timestamps: seconds since 1970, before the year 3000.
+MAX_TIMESTAMP = 32_503_680_000
+
+
+def _event_problem(event: Mapping[str, Any]) -> str | None:
+    """Why a correctly signed event cannot be stored as it is (types and bytes), or None."""
+    if not isinstance(event["id"], str) or not isinstance(event["type"], str):
+        return "the event's id and type must be strings"
+    created = event.get("created")
+    if created is not None and (
+        isinstance(created, bool) or not isinstance(created, int) or not 0 <= created < MAX_TIMESTAMP
+    ):
+        return "the event's created time must be a Unix timestamp"
+    if not isinstance(event.get("api_version") or "", str):
+        return "the event's api_version must be a string"
+    problem = json_text_problem(event)
+    return f"the event {problem}" if problem else None
 
 
 def _claim(pk: int, *, now: datetime, force: bool) -> bool:
@@ -208,12 +233,21 @@ def stripe_events_sweep(*, now: datetime | None = None, limit: int = 500) -> Cou
 def stripe_events_replay(*, pks: Iterable[int], actor: Actor) -> Counter[str]:
     """Re-run events whatever their status (admin action, ``replay_webhooks``). Handlers are idempotent:
     an event whose effects are already there changes nothing. The actor (staff or the command) is what
-    the audit trail shows."""
+    the audit trail shows: every replayed event gets an audit row with who ran it and the outcome, even
+    when the replay changed nothing (what changed, if anything, is on the case timelines too)."""
     counts: Counter[str] = Counter()
     for pk in pks:
         row = StripeEvent.objects.filter(pk=pk).values_list("type", "event_id").first()
         if row is None:
             continue
         label = f"{actor.label} (replay of {row[1]})"
-        counts[stripe_event_process(pk=pk, force=True, actor=replace(actor, label=label)) or "busy"] += 1
+        outcome = stripe_event_process(pk=pk, force=True, actor=replace(actor, label=label)) or "busy"
+        counts[outcome] += 1
+        result, error = StripeEvent.objects.filter(pk=pk).values_list("result", "error").get()
+        audit_record(
+            actor=actor,
+            action="stripe_event.replayed",
+            reason=(error or result)[:500],
+            details={"stripe_event_pk": pk, "event_id": row[1], "type": row[0], "outcome": outcome},
+        )
     return counts

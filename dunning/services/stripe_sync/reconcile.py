@@ -24,6 +24,7 @@ from django.utils import timezone
 
 from customers.actors import Actor
 from customers.models import Invoice, InvoiceStatus
+from dunning.gateways import GatewayError
 from dunning.gateways.stripe import StripeGateway
 from dunning.gateways.stripe_objects import customer_default_method_id, method_details
 from dunning.models import DunningCase, StripeEvent, StripeEventSource, StripeEventStatus
@@ -51,11 +52,15 @@ class SyncSummary:
     title: str
     counts: Counter[str] = field(default_factory=Counter)
     notes: list[str] = field(default_factory=list)
+    # Why the run stopped early (Stripe unreachable, a listing refused); what it did before stays done.
+    error: str = ""
 
     def lines(self) -> list[str]:
         lines = [self.title]
         lines += [f"  {key}: {self.counts[key]}" for key in sorted(self.counts) if self.counts[key]]
         lines += [f"  ! {note}" for note in self.notes]
+        if self.error:
+            lines.append(f"stopped early: {self.error}")
         return lines
 
 
@@ -190,15 +195,22 @@ def stripe_import(
     summary = SyncSummary(title=f"imported from Stripe{period}")
     owns = gateway is None
     gateway = gateway or stripe_gateway()
+    stage = "listing customers"
     try:
         for index, customer in enumerate(gateway.iter_customers(created_gte=since), start=1):
             _import_customer(gateway, customer, summary)
             if progress is not None and index % batch_size == 0:
                 progress(summary)
+        stage = "listing open invoices"
         for index, invoice in enumerate(gateway.iter_invoices(status="open", created_gte=since), start=1):
             _import_invoice(gateway, invoice, summary, open_cases)
             if progress is not None and index % batch_size == 0:
                 progress(summary)
+    except GatewayError as error:
+        # What was imported stays (each object is its own transaction); running again resumes.
+        summary.error = (
+            f"{stage} failed: {error}. Everything above was imported; run the command again to resume."
+        )
     finally:
         if owns:
             gateway.close()
