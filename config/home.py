@@ -24,12 +24,16 @@ from dunning.models import (
     AttemptStatus,
     CaseEvent,
     CaseState,
+    CircuitState,
     DeclineCode,
+    DoublePayment,
     DunningCase,
+    GatewayCircuit,
     PaymentAttempt,
     StripeEvent,
     StripeEventStatus,
 )
+from dunning.services.double_payments import RESOLVABLE
 from notifications.models import (
     Notification,
     NotificationStatus,
@@ -114,13 +118,33 @@ def _case_items() -> list[AttentionItem]:
             "Cases flagged for staff review",
             counts["review"],
             _url(cases, queue="all", needs_staff_review__exact=1),
-            "Fraud declines and possible double payments: check, then “Mark reviewed”.",
+            "Fraud declines and double payments: check, then “Mark reviewed”.",
         ),
         AttentionItem(
             "handed_off",
             "Hand-offs waiting with collections",
             counts["handed_off"],
             _url(cases, state__exact=CaseState.HANDED_OFF),
+        ),
+    ]
+
+
+def _money_safety_items() -> list[AttentionItem]:
+    """Charges that moved money twice, and a gateway whose failures paused scheduled charging."""
+    return [
+        AttentionItem(
+            "double_payments",
+            "Double payments to refund",
+            DoublePayment.objects.filter(status__in=RESOLVABLE).count(),
+            _url("admin:dunning_doublepayment_changelist", todo="open"),
+            "A charge succeeded on an invoice that was already paid: refund it in one click.",
+        ),
+        AttentionItem(
+            "gateway_paused",
+            "Gateways with charging paused",
+            GatewayCircuit.objects.exclude(state=CircuitState.CLOSED).count(),
+            _url("admin:dunning_gatewaycircuit_changelist", paused="yes"),
+            "Too many charges got no answer: retries wait (not used up) until a probe succeeds.",
         ),
     ]
 
@@ -296,6 +320,8 @@ def admin_home(*, user: Any, now: datetime | None = None) -> AdminHome:
         )
     if user.has_perm("dunning.view_paymentattempt"):
         items.append(_unknown_attempts_item())
+    if user.has_perm("dunning.view_doublepayment"):
+        items += _money_safety_items()
     if user.has_perm("dunning.view_stripeevent"):
         items.append(
             AttentionItem(

@@ -37,6 +37,8 @@ READS: tuple[str, ...] = (
     "dunning.view_paymentattempt",
     "dunning.view_portalaccess",
     "dunning.view_stripeevent",
+    "dunning.view_doublepayment",
+    "dunning.view_gatewaycircuit",
     "notifications.view_messagetemplate",
     "notifications.view_notification",
     "notifications.view_banner",
@@ -57,6 +59,8 @@ ROLES: dict[str, tuple[str, ...]] = {
         "dunning.manage_dunningcase",
         "dunning.send_portal_link",
         "dunning.revoke_portal_links",
+        "dunning.refund_doublepayment",
+        "dunning.reset_gatewaycircuit",
         "notifications.change_stafftask",
         "notifications.change_notification",
     ),
@@ -73,6 +77,7 @@ ROLES: dict[str, tuple[str, ...]] = {
         *READS,
         "dunning.add_dunningpolicy",
         "dunning.change_dunningpolicy",
+        "dunning.publish_dunningpolicy",
         "dunning.add_policystep",
         "dunning.change_policystep",
         "dunning.delete_policystep",
@@ -93,11 +98,15 @@ ROLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def roles_sync(*, group_model: Any, permission_model: Any, using: str = "default") -> dict[str, int]:
+def roles_sync(
+    *, group_model: Any, permission_model: Any, using: str = "default", strict: bool = True
+) -> dict[str, int]:
     """Create the role groups and set each one's permissions to exactly its list. Idempotent.
 
     Takes the models so a migration can pass its historical ones. Returns the permission count per role.
-    Raises ImproperlyConfigured when a listed permission does not exist (the table is out of date).
+    Raises ImproperlyConfigured when a listed permission does not exist (the table is out of date), unless
+    not ``strict``: a migration runs before later migrations add permissions, which ``migrate``'s own
+    ``post_migrate`` step then sets.
     """
     wanted = {name for names in ROLES.values() for name in names}
     found = {
@@ -108,14 +117,14 @@ def roles_sync(*, group_model: Any, permission_model: Any, using: str = "default
         if f"{app_label}.{codename}" in wanted
     }
     missing = sorted(wanted - found.keys())
-    if missing:
+    if missing and strict:
         raise ImproperlyConfigured(
             f"config/roles.py lists permissions that do not exist: {', '.join(missing)}"
         )
     counts: dict[str, int] = {}
     for name, names in ROLES.items():
         group, _ = group_model.objects.using(using).get_or_create(name=name)
-        ids = {found[permission] for permission in names}
+        ids = {found[permission] for permission in names if permission in found}
         if set(group.permissions.values_list("pk", flat=True)) != ids:
             group.permissions.set(ids)
         counts[name] = len(ids)

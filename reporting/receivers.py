@@ -9,7 +9,6 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from dunning.signals import tick_elapsed_seconds
 from reporting.services import rollups_refresh
 from reporting.services.operations import tick_figures_record
 
@@ -33,7 +32,7 @@ def record_tick_figures(sender: Any, summary: Any, **kwargs: Any) -> None:
         tick_figures_record(
             counts=dict(summary.counts),
             cases=summary.cases,
-            duration_seconds=tick_elapsed_seconds(),
+            duration_seconds=summary.duration_seconds,
             finished_at=timezone.now(),
         )
     except Exception:

@@ -14,7 +14,16 @@ from django.utils import timezone
 
 from config.models import TickRun
 from customers.actors import Actor
-from dunning.models import AttemptSource, AttemptStatus, PaymentAttempt, StripeEvent, StripeEventStatus
+from dunning.models import (
+    AttemptSource,
+    AttemptStatus,
+    CircuitState,
+    DoublePayment,
+    GatewayCircuit,
+    PaymentAttempt,
+    StripeEvent,
+    StripeEventStatus,
+)
 from dunning.services.staff import case_hand_off, case_record_offline_payment
 from dunning.services.tick import run_tick
 from notifications.models import NotificationStatus
@@ -62,10 +71,42 @@ def build_attention(copies: int) -> None:
             payload={},
             status=StripeEventStatus.FAILED,
         )
-    # Not counted: a queued email not due yet, an old bounce, a healthy endpoint.
+        _double_payment(status="open")
+        GatewayCircuit.objects.create(gateway=f"gateway-{copies}-{n}", state=CircuitState.OPEN)
+    # Not counted: a queued email not due yet, an old bounce, a healthy endpoint, a refunded double payment,
+    # a closed breaker.
+    _double_payment(status="refunded")
+    GatewayCircuit.objects.create(gateway=f"gateway-{copies}-closed")
     NotificationFactory(status=NotificationStatus.QUEUED, send_after=now + timedelta(hours=3))
     NotificationFactory(status=NotificationStatus.BOUNCED, created_at=now - timedelta(days=8))
-    WebhookEndpointFactory()
+    WebhookEndpointFactory()  # last: the webhooks of the cases above never reach it
+
+
+def _double_payment(*, status: str) -> None:
+    case, invoice, method = failed_invoice(card="pm_sim_4242424242424242")
+    attempt = PaymentAttempt.objects.create(
+        invoice=invoice,
+        case=case,
+        payment_method=method,
+        number=2,
+        source=AttemptSource.STAFF,
+        status=AttemptStatus.DUPLICATE,
+        amount_minor=4900,
+        currency="EUR",
+        gateway="simulated",
+        gateway_reference=f"sim_dup_{invoice.pk}",
+    )
+    DoublePayment.objects.create(
+        attempt=attempt,
+        invoice=invoice,
+        customer=invoice.customer,
+        case=case,
+        reason="already_paid",
+        status=status,
+        amount_minor=4900,
+        currency="EUR",
+        gateway="simulated",
+    )
 
 
 def _items(response) -> dict:  # type: ignore[no-untyped-def]
@@ -88,6 +129,8 @@ def test_every_figure_counts_what_needs_staff_and_links_to_exactly_those_rows(ad
         "outbox_backlog": 2,
         "outbox_failed": 2,
         "outbox_bounced": 2,
+        "double_payments": 2,
+        "gateway_paused": 2,
     }
     for key, item in items.items():
         listed = admin_client.get(item.url)
@@ -143,8 +186,9 @@ def test_each_tick_is_recorded_with_its_duration_and_a_late_tick_is_flagged(admi
     tick = admin_client.get(reverse("admin:index")).context["home"].last_tick
     assert (tick.cases, tick.late) == (1, False)
 
-    run_tick(now=timezone.now() - timedelta(days=30))  # time travel: no duration to measure
-    assert TickRun.objects.order_by("-id").first().duration_seconds is None
+    run_tick(now=timezone.now() - timedelta(days=30))  # time travel: still its real duration
+    travelled = TickRun.objects.order_by("-id").first()
+    assert travelled.duration_seconds is not None and 0 <= travelled.duration_seconds < 60
 
     TickRun.objects.update(
         finished_at=timezone.now() - timedelta(minutes=3 * settings.DUNNING_TICK_MINUTES + 1)

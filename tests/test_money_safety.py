@@ -34,6 +34,7 @@ from dunning.services.double_payments import double_payment_dismiss, double_paym
 from dunning.services.reconcile import attempts_reconcile
 from dunning.services.tick import run_tick
 from notifications.models import Notification, StaffTask
+from reporting.selectors.operations import operations_metrics
 from tests.factories import TEST_ACTOR, failed_invoice
 
 pytestmark = pytest.mark.django_db
@@ -87,6 +88,8 @@ def test_a_charge_that_moved_money_after_the_invoice_was_paid_elsewhere_is_flagg
     assert case.needs_staff_review
     assert case.events.filter(kind=CaseEventKind.DOUBLE_PAYMENT).count() == 1
     assert StaffTask.objects.filter(title__startswith="Double payment").count() == 1
+    figures = {metric.name: metric.samples[0][1] for metric in operations_metrics()}
+    assert figures["dunning_double_payments_open"] == 1
 
 
 def test_staff_refund_a_double_payment_once_through_the_gateway() -> None:

@@ -19,7 +19,7 @@ from django.utils import timezone
 from django_q.models import Schedule
 from prometheus_client.parser import text_string_to_metric_families
 
-from dunning.models import DunningCase, SimulatedGatewayRule, StripeEvent
+from dunning.models import GatewayCircuit, SimulatedGatewayRule, StripeEvent
 from dunning.tasks import run_dunning_tick
 from reporting.models import OperationsFigure
 from tests.factories import failed_invoice
@@ -122,13 +122,13 @@ def test_inbox_lag_flags_and_failures_come_from_the_tables() -> None:
         received_at=timezone.now() - timedelta(minutes=10),
     )
     StripeEvent.objects.create(event_id="evt_bad", type="invoice.paid", payload={}, status="failed")
-    case, _, _ = failed_invoice()
-    DunningCase.objects.filter(pk=case.pk).update(needs_staff_review=True)
+    GatewayCircuit.objects.create(gateway="simulated", state="open")
     figures = scrape()
     assert _value(figures, "dunning_stripe_inbox_pending") == 1
     assert 600 <= _value(figures, "dunning_stripe_inbox_lag_seconds") < 700
     assert _value(figures, "dunning_stripe_inbox_failed") == 1
-    assert _value(figures, "dunning_cases_flagged_for_staff_review") == 1
+    assert _value(figures, "dunning_gateway_circuits_open") == 1
+    assert _value(figures, "dunning_double_payments_open") == 0
 
 
 # --- /healthz ---------------------------------------------------------------------------------------------

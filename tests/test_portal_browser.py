@@ -192,6 +192,9 @@ def test_from_the_dunning_email_to_a_recovered_case(page, shot, portal_settings,
     assert "Your card was declined" in alert.inner_text()
     assert "without giving a reason" in alert.inner_text()
     assert page.evaluate("document.activeElement.classList.contains('notice')")  # read out first
+    # The card that declined did not replace the one on file: the page still names the old card.
+    assert "Visa •••• 9995" in page.locator(".summary").inner_text()
+    assert "0002" not in page.locator(".summary").inner_text()
     shot("declined")
 
     _fill_card(page, "4242 4242 4242 4242")
@@ -359,3 +362,35 @@ def test_a_round_trip_through_the_gateways_own_page(page, shot, hosted_page, liv
     case.refresh_from_db()
     assert (case.state, case.recovery_channel) == (CaseState.RECOVERED, RecoveryChannel.EMAIL_PORTAL)
     assert SimulatedCharge.objects.filter(invoice_ref=invoice.number).count() == 1
+
+
+def test_a_customer_back_after_the_automation_gave_up_is_charged_at_once_on_a_laptop(
+    browser, portal_settings, live_server, request
+) -> None:  # type: ignore[no-untyped-def]
+    """Day 30: the case is exhausted, the invoice still open. The page says the new card is charged right
+    away, and it is: the case is recovered. At 1440×900, with screenshots."""
+    case, invoice, _ = failed_invoice(
+        card="pm_sim_4000000000009995", failed_at=timezone.now() - timedelta(days=31)
+    )
+    for day in range(0, 32):
+        run_tick(now=case.opened_at + timedelta(days=day, hours=1))
+    case.refresh_from_db()
+    assert case.state == CaseState.EXHAUSTED
+    context = browser.new_context(viewport={"width": 1440, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    folder = OUTPUT / "exhausted-desktop"
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        page.goto(portal_link_for(customer_id=invoice.customer_id, invoice_id=invoice.pk, source="email"))
+        assert "€49.00" in page.locator(".summary__value--amount").inner_text()
+        page.screenshot(path=str(folder / "01-exhausted.png"), full_page=True)
+        _fill_card(page, "4242 4242 4242 4242")
+        page.wait_for_url(re.compile(r"/paid/$"))
+        page.screenshot(path=str(folder / "02-paid.png"), full_page=True)
+        assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    finally:
+        context.close()
+    case.refresh_from_db()
+    invoice.refresh_from_db()
+    assert (case.state, invoice.status) == (CaseState.RECOVERED, InvoiceStatus.PAID)

@@ -28,8 +28,18 @@ from config.roles import (
 from config.staff_auth.policy import MONEY_PERMISSIONS, mfa_required
 from customers.actors import Actor
 from customers.models import AccountImport, Customer
-from dunning.models import CaseState, DunningCase, PaymentAttempt, PolicyVersion, StripeEvent
+from dunning.models import (
+    AttemptSource,
+    CaseState,
+    DoublePayment,
+    DunningCase,
+    GatewayCircuit,
+    PaymentAttempt,
+    PolicyVersion,
+    StripeEvent,
+)
 from dunning.services import staff
+from dunning.services.charging import attempt_charge
 from dunning.services.stripe_sync.inbox import stripe_event_store
 from notifications.models import ApiKey, DeliveryStatus, WebhookDelivery, WebhookEndpoint
 from notifications.services import WebhookEvent, api_key_create, webhooks_emit
@@ -232,6 +242,33 @@ def _endpoint_delete(client: Client) -> Callable[[], bool]:
     return lambda: not WebhookEndpoint.objects.filter(pk=endpoint.pk).exists()
 
 
+def _double_payment_refund(client: Client) -> Callable[[], bool]:
+    case, invoice, _ = failed_invoice(card="pm_sim_4242424242424242")
+    attempt = attempt_charge(invoice=invoice, source=AttemptSource.STAFF, actor=TEST_ACTOR)
+    flag = DoublePayment.objects.create(
+        attempt=attempt,
+        invoice=invoice,
+        customer=invoice.customer,
+        case=case,
+        reason="already_paid",
+        amount_minor=attempt.amount_minor,
+        currency=attempt.currency,
+        gateway=attempt.gateway,
+        gateway_reference=attempt.gateway_reference,
+    )
+    client.post(reverse("admin:dunning_doublepayment_resolve", args=[flag.pk, "refund"]))
+    return lambda: DoublePayment.objects.get(pk=flag.pk).status == "refunded"
+
+
+def _circuit_close(client: Client) -> Callable[[], bool]:
+    circuit = GatewayCircuit.objects.create(gateway="simulated", state="open", retry_at=timezone.now())
+    client.post(
+        reverse("admin:dunning_gatewaycircuit_changelist"),
+        {"action": "close_selected", "_selected_action": [circuit.pk]},
+    )
+    return lambda: GatewayCircuit.objects.get(pk=circuit.pk).state == "closed"
+
+
 MONEY_ACTIONS = {
     "retry": MoneyAction(frozenset({DUNNING_OPERATOR}), _retry),
     "mark paid": MoneyAction(frozenset({DUNNING_OPERATOR, COLLECTIONS_AGENT}), _mark_paid),
@@ -243,6 +280,8 @@ MONEY_ACTIONS = {
     "API key revoke": MoneyAction(frozenset({BILLING_ADMIN}), _api_key_revoke),
     "webhook endpoint add": MoneyAction(frozenset({BILLING_ADMIN}), _endpoint_add),
     "webhook endpoint delete": MoneyAction(frozenset({BILLING_ADMIN}), _endpoint_delete),
+    "double payment refund": MoneyAction(frozenset({DUNNING_OPERATOR}), _double_payment_refund),
+    "circuit breaker close": MoneyAction(frozenset({DUNNING_OPERATOR}), _circuit_close),
 }
 
 
@@ -261,7 +300,10 @@ def test_the_money_actions_cover_every_money_permission() -> None:
     }
     assert roles_with["dunning.retry_dunningcase"] == MONEY_ACTIONS["retry"].allowed
     assert roles_with["dunning.mark_paid_dunningcase"] == MONEY_ACTIONS["mark paid"].allowed
-    assert all(roles <= {BILLING_ADMIN} for name, roles in roles_with.items() if "dunningcase" not in name)
+    assert roles_with["dunning.refund_doublepayment"] == MONEY_ACTIONS["double payment refund"].allowed
+    assert roles_with["dunning.reset_gatewaycircuit"] == MONEY_ACTIONS["circuit breaker close"].allowed
+    operators = ("dunningcase", "doublepayment", "gatewaycircuit")
+    assert all(roles <= {BILLING_ADMIN} for name, roles in roles_with.items() if not name.endswith(operators))
 
 
 # --- Collections agents: handed-off cases only ----------------------------------------------------------

@@ -16,7 +16,12 @@ def create_roles(apps, schema_editor):
         app_config.models_module = True  # historical app configs have none; create_permissions skips them
         create_permissions(app_config, apps=apps, verbosity=0, using=using)
         app_config.models_module = None
-    roles_sync(group_model=apps.get_model("auth", "Group"), permission_model=apps.get_model("auth", "Permission"), using=using)
+    roles_sync(
+        group_model=apps.get_model("auth", "Group"),
+        permission_model=apps.get_model("auth", "Permission"),
+        using=using,
+        strict=False,  # permissions of later migrations: migrate's post_migrate step adds them
+    )
 
 
 def remove_roles(apps, schema_editor):

@@ -16,8 +16,9 @@ MONEY_PERMISSIONS: dict[str, str] = {
     "dunning.retry_dunningcase": "retry a charge now",
     "dunning.mark_paid_dunningcase": "mark an invoice paid offline",
     "customers.import_customer": "import accounts from CSV",
-    # Publishing is allowed to whoever may change the policy (dunning/admin/policies.py).
-    "dunning.change_dunningpolicy": "publish a dunning policy",
+    "dunning.publish_dunningpolicy": "publish a dunning policy",
+    "dunning.refund_doublepayment": "refund a double payment",
+    "dunning.reset_gatewaycircuit": "resume charging after a gateway outage",
     "dunning.replay_stripeevent": "replay Stripe events",
     # Deliveries are read-only in the admin: changing one means replaying it.
     "notifications.change_webhookdelivery": "replay outgoing webhook deliveries",

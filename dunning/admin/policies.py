@@ -21,6 +21,8 @@ from dunning.models import DeclineCategory, DunningPolicy, PolicyStep, PolicyVer
 from dunning.selectors import policy_timeline
 from dunning.services.policies import policy_publish, policy_steps_validate
 
+PUBLISH_PERMISSION = "dunning.publish_dunningpolicy"
+
 
 class PolicyStepForm(forms.ModelForm):
     # One compact multi-select (short names) instead of five checkboxes on every step.
@@ -211,7 +213,7 @@ class DunningPolicyAdmin(admin.ModelAdmin):
 
     def publish_view(self, request: HttpRequest, policy_id: int) -> HttpResponse:
         policy = get_object_or_404(DunningPolicy, pk=policy_id)
-        if not self.has_change_permission(request, policy):
+        if not self.has_publish_permission(request):
             raise PermissionDenied
         steps = [step.as_frozen() for step in policy.steps.order_by("position")]
         if request.method == "POST":
@@ -260,7 +262,10 @@ class DunningPolicyAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/dunning/dunningpolicy/timeline.html", context)
 
-    @admin.action(description="Publish the selected policies", permissions=["change"])
+    def has_publish_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm(PUBLISH_PERMISSION)
+
+    @admin.action(description="Publish the selected policies", permissions=["publish"])
     def publish_selected(self, request: HttpRequest, queryset: Any) -> None:
         for policy in queryset:
             try:

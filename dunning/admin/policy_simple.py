@@ -167,6 +167,8 @@ def simple_settings_view(
         preview = render_timeline(form.steps)
         if "save" in request.POST:
             fields = {name: form.cleaned_data[name] for name in POLICY_FIELDS}
+            if form.cleaned_data["publish"] and not request.user.has_perm("dunning.publish_dunningpolicy"):
+                raise PermissionDenied
             try:
                 saved, version = policy_save_simple(
                     settings=form.settings(),

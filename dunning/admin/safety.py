@@ -16,7 +16,7 @@ from django.utils.html import format_html
 from customers.actors import Actor
 from customers.admin_tools import ReadOnlyAdminMixin, admin_change_url
 from customers.money import format_money
-from dunning.models import DoublePayment, DoublePaymentStatus, GatewayCircuit
+from dunning.models import CircuitState, DoublePayment, DoublePaymentStatus, GatewayCircuit
 from dunning.services.circuit import circuit_close
 from dunning.services.double_payments import RESOLVABLE, double_payment_dismiss, double_payment_refund
 
@@ -195,8 +195,24 @@ class DoublePaymentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         )
 
 
+class PausedFilter(admin.SimpleListFilter):
+    title = "charging"
+    parameter_name = "paused"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Paused (open or probing)"), ("no", "Running")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[GatewayCircuit]) -> QuerySet[GatewayCircuit]:
+        if self.value() == "yes":
+            return queryset.exclude(state=CircuitState.CLOSED)
+        if self.value() == "no":
+            return queryset.filter(state=CircuitState.CLOSED)
+        return queryset
+
+
 @admin.register(GatewayCircuit)
 class GatewayCircuitAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_filter = [PausedFilter]
     list_display = [
         "gateway",
         "state",

@@ -114,6 +114,8 @@ class DunningCase(models.Model):
             models.Index(
                 fields=["claim_token"], condition=Q(claimed_until__isnull=False), name="case_claim_idx"
             ),
+            # The few cases flagged for staff (fraud, double payments): the admin home counts them.
+            models.Index(fields=["id"], condition=Q(needs_staff_review=True), name="case_review_idx"),
             models.Index(
                 fields=["hard_declined_payment_method"],
                 condition=Q(hard_declined_payment_method__isnull=False),

@@ -84,6 +84,8 @@ class DunningPolicy(models.Model):
     class Meta:
         ordering = ["priority", "name"]
         verbose_name_plural = "dunning policies"
+        # Editing a draft is not publishing it: a published version starts charging new cases.
+        permissions = [("publish_dunningpolicy", "Can publish a new version of a dunning policy")]
         constraints = [
             models.CheckConstraint(
                 condition=Q(match_min_amount_minor__isnull=True) | Q(match_min_amount_minor__gte=0),

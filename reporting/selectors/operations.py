@@ -14,7 +14,11 @@ from django.utils import timezone
 from dunning.models import (
     AttemptStatus,
     CaseState,
+    CircuitState,
+    DoublePayment,
+    DoublePaymentStatus,
     DunningCase,
+    GatewayCircuit,
     PaymentAttempt,
     StripeEvent,
     StripeEventStatus,
@@ -114,15 +118,17 @@ def _tick_metrics(figures: dict[str, float]) -> list[Metric]:
     ]
 
 
+UNRESOLVED_DOUBLE_PAYMENTS = (DoublePaymentStatus.OPEN, DoublePaymentStatus.REFUND_FAILED)
+
+
 def operations_metrics(*, now: datetime | None = None) -> list[Metric]:
     now = now or timezone.now()
     figures = stored_figures()
     due = DunningCase.objects.filter(state=CaseState.OPEN, next_action_at__lte=now).aggregate(
         n=Count("id"), oldest=Min("next_action_at")
     )
-    flagged = DunningCase.objects.filter(
-        state__in=[CaseState.OPEN, CaseState.PAUSED], needs_staff_review=True
-    ).count()
+    double_payments = DoublePayment.objects.filter(status__in=UNRESOLVED_DOUBLE_PAYMENTS).count()
+    paused_gateways = GatewayCircuit.objects.exclude(state=CircuitState.CLOSED).count()
     unknown = PaymentAttempt.objects.filter(status=AttemptStatus.UNKNOWN).count()
     outbox = Notification.objects.filter(status=NotificationStatus.QUEUED, send_after__lte=now).aggregate(
         n=Count("id"), oldest=Min("send_after")
@@ -160,10 +166,14 @@ def operations_metrics(*, now: datetime | None = None) -> list[Metric]:
             unknown,
         ),
         gauge(
-            "dunning_cases_flagged_for_staff_review",
-            "Open or paused cases flagged for staff review (fraud declines; stands in for double-payment "
-            "flags until they have their own table).",
-            flagged,
+            "dunning_double_payments_open",
+            "Charges that moved money for an invoice already paid or closed, not yet refunded or dismissed.",
+            double_payments,
+        ),
+        gauge(
+            "dunning_gateway_circuits_open",
+            "Gateways whose circuit breaker paused scheduled charging after too many failed calls.",
+            paused_gateways,
         ),
         gauge("notifications_outbox_due", "Emails queued and due to be sent now.", outbox["n"]),
         gauge(
