@@ -28,7 +28,7 @@ install: $(STAMP)
 	cp .env.example .env
 
 run: install .env
-	$(BIN)/python manage.py bootstrap_local --address http://$(ADDRESS)
+	$(BIN)/python manage.py bootstrap_local --address $(ADDRESS)
 	$(BIN)/python manage.py serve $(ADDRESS)
 
 # Debian's Chromium for the browser tests (Playwright cannot download browsers here).

@@ -18,7 +18,9 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IncorrectLookupParameters
+from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -26,6 +28,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.http import content_disposition_header
+from django.utils.text import capfirst
 from django.views.decorators.http import require_POST
 from import_export.admin import ImportExportMixin
 
@@ -84,6 +87,21 @@ class AccountExportForm(forms.Form):
 def changelist_filters(request: HttpRequest) -> dict[str, list[str]]:
     """The filters and search of a changelist URL, as recorded in the export's audit row."""
     return {key: values for key, values in request.GET.lists() if key not in NOT_FILTERS}
+
+
+def filter_words(changelist: ChangeList) -> list[tuple[str, str]]:
+    """The changelist's filters and search as its sidebar names them: ("Currency", "EUR"),
+    ("Entitlement state", "Past due"), ("Search", "acme")."""
+    asked = set(changelist.params)
+    words = []
+    for spec in changelist.filter_specs:
+        if not asked.intersection(spec.expected_parameters()):
+            continue
+        chosen = [str(choice["display"]) for choice in spec.choices(changelist) if choice.get("selected")]
+        words.append((capfirst(str(spec.title)), ", ".join(chosen)))
+    if changelist.query:
+        words.append(("Search", changelist.query))
+    return words
 
 
 class AccountCsvAdminMixin(ImportExportMixin):
@@ -227,15 +245,49 @@ class AccountCsvAdminMixin(ImportExportMixin):
 
     # --- Export -------------------------------------------------------------------------------------------
 
+    def _export_changelist(self, request: HttpRequest) -> ChangeList:
+        """The changelist the export URL describes (filters and search), without its page of results."""
+
+        class ExportChangeList(self.get_changelist(request)):  # type: ignore[misc]
+            def get_results(self, request: HttpRequest) -> None:
+                return None  # no count and no page: only the filtered queryset is wanted
+
+            def get_filters_params(self, params: Any = None) -> dict[str, Any]:
+                result = super().get_filters_params(params)
+                result.pop("_changelist_filters", None)  # Django's "back to the list" marker
+                return result
+
+        list_display = self.get_list_display(request)
+        return ExportChangeList(
+            request,
+            self.model,
+            list_display,
+            self.get_list_display_links(request, list_display),
+            self.get_list_filter(request),
+            self.date_hierarchy,
+            self.get_search_fields(request),
+            self.get_list_select_related(request),
+            self.list_per_page,
+            self.list_max_show_all,
+            self.list_editable,
+            self,
+            self.sortable_by,
+            self.search_help_text,
+        )
+
+    def get_export_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return self._export_changelist(request).queryset
+
     def export_action(self, request: HttpRequest) -> HttpResponse:
-        """GET: what will be exported (the changelist's filters). POST: the CSV, streamed."""
+        """GET: what will be exported (the changelist's filters, in words). POST: the CSV, streamed."""
         if not self.has_export_permission(request):
             raise PermissionDenied
         try:
-            queryset = self.get_export_queryset(request)
+            changelist = self._export_changelist(request)
         except IncorrectLookupParameters:
             messages.error(request, "Those filters are not valid; pick them again on the list.")
             return HttpResponseRedirect(self._url("changelist"))
+        queryset = changelist.queryset
         filters = changelist_filters(request)
         form = AccountExportForm(request.POST if request.method == "POST" else None)
         if request.method == "POST" and form.is_valid():
@@ -251,7 +303,9 @@ class AccountCsvAdminMixin(ImportExportMixin):
                 as_attachment=True, filename=filename
             )
             return response
-        context = self._context(request, "Export customers", form=form, filters=filters)
+        context = self._context(
+            request, "Export customers", form=form, filters=filters, filter_words=filter_words(changelist)
+        )
         return TemplateResponse(request, self.export_template_name, context)
 
 

@@ -3,6 +3,13 @@
 The same seed always gives the same accounts; dates are placed relative to the day of seeding so the demo
 always looks current. Loading is idempotent: accounts that already exist (by ``external_id``) are left
 alone, so running it twice creates nothing more.
+
+Demo invoices belong to the simulated gateway, which reads a payment method's gateway id the way Stripe's
+test cards work: a card whose id ends in ``9995`` declines for insufficient funds, ``0069`` as expired and
+so on, ``pm_sim_decline_<code>`` declines with that code, and anything else pays. So the cards here say
+whether they pay. Every working card pays; of the accounts whose newest invoice failed, some have a card
+that works again (the bank said no once: funds, a hold; a retry collects), and the others have a card on
+file that keeps declining until the customer adds a new one.
 """
 
 from __future__ import annotations
@@ -58,6 +65,16 @@ MARKETS = [
 SEGMENTS = [("self_serve", (9, 49), 6), ("smb", (99, 499), 4), ("mid_market", (900, 2500), 2), ("enterprise", (5000, 20000), 1)]  # fmt: skip
 PLANS = {"self_serve": "Starter", "smb": "Team", "mid_market": "Business", "enterprise": "Enterprise"}
 CARD_BRANDS = [("visa", 6), ("mastercard", 4), ("amex", 1)]
+# Stripe's test cards that always decline, by their last four digits, as the simulated gateway reads them:
+# insufficient funds, generic decline, expired, velocity, processing error, authentication required,
+# stolen, incorrect CVC.
+DECLINING_TEST_CARDS = [
+    ("9995", 40), ("0002", 15), ("0069", 12), ("6975", 6), ("0119", 6), ("3155", 6), ("9979", 2), ("0127", 3),
+]  # fmt: skip
+# ACH returns for bank accounts that keep failing: insufficient funds, uncollected, closed, frozen.
+DECLINING_BANK_RETURNS = [("R01", 60), ("R09", 20), ("R02", 15), ("R16", 5)]
+# Of the accounts whose newest invoice failed, the share whose payment method works again at a retry.
+TEMPORARY_FAILURE_SHARE = 0.45
 
 
 @dataclass
@@ -157,7 +174,8 @@ def _children(rng: random.Random, customer: Customer, plan: dict, number: int, t
                 last4=f"{rng.randint(0, 9999):04d}",
                 exp_month=expiry.month,
                 exp_year=expiry.year,
-                gateway_payment_method_id=f"pm_demo{number:04d}",
+                # No trailing digits: the simulated gateway charges it (see the module's docstring).
+                gateway_payment_method_id=f"pm_demo{number:04d}card",
                 is_default=True,
             )
         )
@@ -220,7 +238,26 @@ def _children(rng: random.Random, customer: Customer, plan: dict, number: int, t
                 created_at=period_start,
             )
         )
+    if invoices[-1].status == InvoiceStatus.OPEN and invoices[-1].due_at < today:
+        _make_it_decline(methods[0], random.Random(f"{DEMO_SEED}:{number}"), today)
     return contacts, methods, invoices
+
+
+def _make_it_decline(method: PaymentMethod, rng: random.Random, today: datetime) -> None:
+    """The default method of an account whose newest invoice failed: unless the failure was temporary, it
+    becomes a test card (or account) that always declines. A separate generator per account keeps every
+    other value of the data set as it was."""
+    if rng.random() < TEMPORARY_FAILURE_SHARE:
+        return
+    if method.type == PaymentMethodType.CARD:
+        last4 = str(_weighted(rng, DECLINING_TEST_CARDS)[0])
+        method.last4 = last4
+        method.gateway_payment_method_id = f"{method.gateway_payment_method_id}_{last4}"
+        if last4 == "0069":  # declines as expired: it is
+            expired = _month_add(today, -1)
+            method.exp_month, method.exp_year = expired.month, expired.year
+    else:
+        method.gateway_payment_method_id = f"pm_sim_decline_{_weighted(rng, DECLINING_BANK_RETURNS)[0]}"
 
 
 def plan_demo_accounts(

@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from notifications.email_layout import EmailBlocks
+
 DEFAULT_LOCALE = "en"
 
 
@@ -28,43 +30,22 @@ class DefaultTemplate:
     closing: str = "Thanks,\nThe {{ product_name }} team"
 
     @property
+    def blocks(self) -> EmailBlocks:
+        """The template as the simple editor holds it: staff edit these parts in the admin."""
+        return EmailBlocks(
+            paragraphs=self.paragraphs,
+            button_label=self.cta_label,
+            button_url=f"{{{{ {self.cta_variable} }}}}",
+            footer=self.closing,
+        )
+
+    @property
     def body_text(self) -> str:
-        parts = list(self.paragraphs)
-        if self.cta_label:
-            parts.append(f"{self.cta_label}:\n{{{{ {self.cta_variable} }}}}")
-        parts.append(self.closing)
-        return "\n\n".join(parts) + "\n"
+        return self.blocks.body_text()
 
     @property
     def body_html(self) -> str:
-        paragraphs = "\n".join(
-            f'      <p style="margin:0 0 16px">{p.replace(chr(10), "<br>")}</p>' for p in self.paragraphs
-        )
-        button = ""
-        if self.cta_label:
-            link = f"{{{{ {self.cta_variable} }}}}"
-            button = (
-                '      <p style="margin:24px 0">'
-                f'<a href="{link}" style="background:#1a56db;color:#ffffff;padding:12px 20px;'
-                f'border-radius:6px;text-decoration:none;font-weight:600;display:inline-block">{self.cta_label}</a>'
-                "</p>\n"
-                '      <p style="margin:0 0 16px;font-size:13px;color:#57606a">If the button does not work, '
-                f'copy this link into your browser:<br><a href="{link}" style="color:#1a56db">{link}</a></p>\n'
-            )
-        closing = self.closing.replace("\n", "<br>")
-        return (
-            "<!doctype html>\n"
-            '<html lang="en">\n'
-            '  <body style="margin:0;padding:0;background:#f6f8fa">\n'
-            '    <div style="max-width:560px;margin:0 auto;padding:32px 24px;background:#ffffff;'
-            "font-family:-apple-system,Segoe UI,Helvetica,Arial,sans-serif;font-size:15px;"
-            'line-height:1.5;color:#1f2328">\n'
-            f"{paragraphs}\n{button}"
-            f'      <p style="margin:24px 0 0">{closing}</p>\n'
-            "    </div>\n"
-            "  </body>\n"
-            "</html>\n"
-        )
+        return self.blocks.body_html(lang=DEFAULT_LOCALE)
 
 
 _GREETING = "Hi {{ contact_name }},"
@@ -234,6 +215,8 @@ def install_default_templates(template_model: Any) -> int:
     Takes the model class so that the data migration can pass its historical model.
     """
     existing = set(template_model.objects.filter(locale=DEFAULT_LOCALE).values_list("key", flat=True))
+    # Models from before the simple editor (an earlier migration's) have no place for its parts.
+    has_editor = any(field.name == "blocks" for field in template_model._meta.get_fields())
     missing = [
         template_model(
             key=template.key,
@@ -242,6 +225,7 @@ def install_default_templates(template_model: Any) -> int:
             subject=template.subject,
             body_text=template.body_text,
             body_html=template.body_html,
+            **({"editor": "blocks", "blocks": template.blocks.to_dict()} if has_editor else {}),
         )
         for template in DEFAULT_TEMPLATES
         if template.key not in existing

@@ -73,6 +73,10 @@ class ReportFilterForm(forms.Form):
         if (end - start).days >= MAX_DAYS:
             raise ValidationError(f"Choose at most {MAX_DAYS // 366} years at a time.", code="range_too_long")
         data["start"], data["end"] = start, end
+        # The date inputs show the range that applies (the last 90 days by default), not empty boxes.
+        shown = self.data.copy()
+        shown["start"], shown["end"] = start.isoformat(), end.isoformat()
+        self.data = shown
         version = self.versions.get(data.get("version")) if data.get("version") else None
         if version is not None and data.get("policy") not in (None, version.policy_id):
             self.add_error("version", "This version belongs to another policy.")

@@ -3,13 +3,16 @@ error or a failed request, and every table opens."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from reporting.services import rollups_refresh
 from tests.factories.reporting import END, START, build_known_data
-from tests.support.browser import chromium
+from tests.support.browser import VIEWPORTS, admin_tab, chromium
 from tests.support.staff import StaffClient
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -70,3 +73,42 @@ def test_the_dashboard_charts_render_without_errors(browser, live_server, dunnin
         "the page must load nothing from elsewhere"
     )
     context.close()
+
+
+@pytest.mark.parametrize("size", ["desktop", "phone"])
+def test_opening_every_table_never_widens_the_page(
+    browser, live_server, dunning_seeds, request, size
+) -> None:  # type: ignore[no-untyped-def]
+    build_known_data()
+    rollups_refresh(full=True)
+    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    with admin_tab(
+        browser, live_server, user, size=size, folder="reports", test_name=request.node.name
+    ) as tab:
+        page = tab.page
+        page.goto(f"{live_server.url}/admin/reports/?start={START.isoformat()}&end={END.isoformat()}")
+        page.wait_for_function("() => document.readyState === 'complete' && window.Chart !== undefined")
+        assert tab.overflow() == 0
+        tab.shot("dashboard")
+        for summary in page.locator(".reporting-chart summary").all():
+            summary.click()
+        assert page.locator(".reporting-chart details[open]").count() == 4
+        assert tab.overflow() == 0, "an opened table widened the page"
+        # A table wider than its chart scrolls inside its own box.
+        widths = page.eval_on_selector_all(
+            ".reporting-chart", "sections => sections.map(s => s.getBoundingClientRect().right)"
+        )
+        assert max(widths) <= VIEWPORTS[size]["width"]
+        tab.shot("tables-open")
+        assert tab.problems == []
+
+
+def test_the_date_inputs_show_the_90_days_that_apply(browser, live_server) -> None:  # type: ignore[no-untyped-def]
+    user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
+    with admin_tab(browser, live_server, user, size="desktop", folder="reports", test_name="dates") as tab:
+        tab.page.goto(f"{live_server.url}/admin/reports/")
+        start = tab.page.locator("input[name=start]").input_value()
+        end = tab.page.locator("input[name=end]").input_value()
+        today = timezone.localdate()
+        assert (start, end) == ((today - timedelta(days=89)).isoformat(), today.isoformat())
+        assert tab.problems == []

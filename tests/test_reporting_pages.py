@@ -110,6 +110,13 @@ def test_the_dashboard_opens_on_the_last_90_days(reader) -> None:  # type: ignor
     assert response.status_code == 200
     data = response.context["data"]
     assert (data.filters.start, data.filters.end) == (today - timedelta(days=89), today)
+    # The date inputs show that range, not empty boxes.
+    page = response.content.decode()
+    assert f'name="start" value="{today - timedelta(days=89):%Y-%m-%d}"' in page
+    assert f'name="end" value="{today:%Y-%m-%d}"' in page
+    # With only an end date, the start shown is 90 days before it.
+    page = reader.get(DASHBOARD, {"end": "2026-03-31"}).content.decode()
+    assert 'name="start" value="2026-01-01"' in page and 'name="end" value="2026-03-31"' in page
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from collections import Counter
 from io import StringIO
 
 import pytest
@@ -70,3 +71,48 @@ def test_seed_demo_replays_dunning_history_once() -> None:
     attempts = PaymentAttempt.objects.count()
     call_command("seed_demo", customers=40, stdout=StringIO())
     assert PaymentAttempt.objects.count() == attempts
+
+
+def test_the_demo_tells_a_true_story() -> None:
+    """Some customers recovered on a retry, some with a new card, some are still declined; and for those,
+    what the portal says is true: the card on file declines, the test card 4242 pays."""
+    from dunning.gateways.simulated import SUCCEEDED, SimulatedGateway, outcome_for_payment_method
+    from dunning.models import DunningCase, RecoveryChannel, SimulatedGatewayRule
+    from dunning.portal.services import OutcomeStatus, portal_payment_method_confirmed
+    from tests.factories import TEST_ACTOR
+
+    call_command("seed_demo", stdout=StringIO())
+    recovered = Counter(
+        DunningCase.objects.filter(state="recovered").values_list("recovery_channel", flat=True)
+    )
+    assert recovered[RecoveryChannel.SILENT_RETRY] >= 10
+    assert recovered[RecoveryChannel.EMAIL_PORTAL] >= 5  # a new card on the payment page
+    # No replay rule is left to override what a customer types on the portal.
+    assert not SimulatedGatewayRule.objects.exists()
+    open_cases = list(DunningCase.objects.filter(state="open").select_related("customer", "invoice"))
+    card_on_file = {
+        case.pk: outcome_for_payment_method(
+            PaymentMethod.objects.get(customer=case.customer, is_default=True).gateway_payment_method_id
+        )
+        for case in open_cases
+    }
+    still_declined = [case for case in open_cases if card_on_file[case.pk] != SUCCEEDED]
+    assert len(still_declined) >= 10
+    assert len(open_cases) > len(still_declined), "some open cases recover at their next retry"
+    # Each still-declined case opened with its card's own decline.
+    for case in still_declined:
+        first = case.invoice.payment_attempts.get(source="initial")
+        assert first.decline_code == card_on_file[case.pk]
+
+    case = next(c for c in still_declined if c.customer.payment_methods.get(is_default=True).type == "card")
+    gateway = SimulatedGateway()
+    outcome = portal_payment_method_confirmed(
+        customer=case.customer,
+        details=gateway.tokenize_test_card(number="4242424242424242", exp_month=12, exp_year=2039),
+        channel=RecoveryChannel.EMAIL_PORTAL,
+        actor=TEST_ACTOR,
+        gateway=gateway,
+    )
+    assert outcome.status == OutcomeStatus.PAID
+    case.refresh_from_db()
+    assert case.state == "recovered"

@@ -34,9 +34,18 @@ REVOKE = "dunning.revoke_portal_links"
 
 
 def _no_store(response: HttpResponse) -> HttpResponse:
-    # The site-wide Referrer-Policy (same-origin) stays: under no-referrer, browsers send "Origin: null" with
-    # this page's own form posts and Django's CSRF check refuses them. Nothing here leaves our origin.
+    """Never cached: a page may show a link, which is a credential.
+
+    The referrer policy stays ``same-origin`` (the site default), not ``no-referrer``. A token is never in
+    these pages' own addresses (``/admin/.../portal-link/``; a link is shown in the body), and they link to
+    nothing outside the admin, so there is no token in a referrer to protect. ``no-referrer`` would break
+    every form on them instead: Chromium then posts ``Origin: null`` to our own origin, and Django's CSRF
+    check refuses the buttons (and the header's "Log out") with "Origin checking failed - null". The
+    customers' portal pages (``/portal/<token>/``), whose address is the token, keep ``no-referrer`` and a
+    CSRF check made for it (``dunning.portal.security``).
+    """
     response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 

@@ -1,6 +1,7 @@
 """Notification models, one module per concern. Import them from here."""
 
 from notifications.models.banners import ApiKey, Banner, BannerSeverity
+from notifications.models.local_mail import LocalMail
 from notifications.models.outbox import (
     Audience,
     Channel,
@@ -11,7 +12,7 @@ from notifications.models.outbox import (
     SuppressionReason,
 )
 from notifications.models.staff import StaffTask, StaffTaskStatus
-from notifications.models.templates import MessageTemplate
+from notifications.models.templates import MessageTemplate, TemplateEditor
 from notifications.models.webhooks import (
     DeliveryStatus,
     WebhookAttempt,
@@ -26,6 +27,7 @@ __all__ = [
     "BannerSeverity",
     "Channel",
     "DeliveryStatus",
+    "LocalMail",
     "MessageTemplate",
     "Notification",
     "NotificationStatus",
@@ -34,6 +36,7 @@ __all__ = [
     "StaffTaskStatus",
     "SuppressedAddress",
     "SuppressionReason",
+    "TemplateEditor",
     "WebhookAttempt",
     "WebhookDelivery",
     "WebhookEndpoint",

@@ -15,11 +15,17 @@ template_key_validator = RegexValidator(
 )
 
 
+class TemplateEditor(models.TextChoices):
+    BLOCKS = "blocks", "Simple editor: heading, paragraphs, button, sign-off"
+    HTML = "html", "HTML and text, written by hand"
+
+
 class MessageTemplate(models.Model):
     """Subject, text and HTML bodies in the Django template language, rendered in a sandbox.
 
     Only the variables documented for the key are available (see ``notifications.rendering``); the
-    sandbox has no access to settings, the request or any model instance.
+    sandbox has no access to settings, the request or any model instance. With the simple editor the two
+    bodies are generated from ``blocks`` (``notifications.email_layout``) every time the template is saved.
     """
 
     key = models.CharField(
@@ -40,6 +46,9 @@ class MessageTemplate(models.Model):
     body_html = models.TextField(
         "HTML body", blank=True, help_text="Optional. Without it the email is plain text only."
     )
+    editor = models.CharField(max_length=8, choices=TemplateEditor.choices, default=TemplateEditor.HTML)
+    # The simple editor's parts: heading, paragraphs, button_label, button_url, footer.
+    blocks = models.JSONField(default=dict, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
     updated_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

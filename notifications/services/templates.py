@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,7 +16,8 @@ from django.utils import timezone
 from customers.actors import Actor
 from customers.models import Customer, Invoice, InvoiceStatus, PaymentMethod
 from customers.services import audit_record
-from notifications.models import MessageTemplate
+from notifications.email_layout import EmailBlocks
+from notifications.models import MessageTemplate, TemplateEditor
 from notifications.rendering import (
     STAFF_TEMPLATE_KEYS,
     RenderedMessage,
@@ -40,8 +43,19 @@ def message_template_validate(*, source: TemplateSource) -> None:
         raise ValidationError(errors)
 
 
+def compose_bodies(*, blocks: Mapping[str, Any] | None, locale: str) -> tuple[dict[str, Any], str, str]:
+    """The simple editor's parts, cleaned, and the text and HTML bodies they make."""
+    parts = EmailBlocks.from_dict(dict(blocks or {}))
+    return parts.to_dict(), parts.body_text(), parts.body_html(lang=locale or "en")
+
+
 def message_template_save(*, template: MessageTemplate, actor: Actor) -> MessageTemplate:
-    """Validate (fields and rendering) and save; audited with who changed it."""
+    """Validate (fields and rendering) and save; audited with who changed it. With the simple editor, both
+    bodies are generated from its parts first, so they always match what staff see in it."""
+    if template.editor == TemplateEditor.BLOCKS:
+        template.blocks, template.body_text, template.body_html = compose_bodies(
+            blocks=template.blocks, locale=template.locale
+        )
     template.full_clean()
     message_template_validate(source=source_of(template))
     with transaction.atomic():
@@ -51,9 +65,47 @@ def message_template_save(*, template: MessageTemplate, actor: Actor) -> Message
         audit_record(
             actor=actor,
             action="message_template.saved",
-            details={"template_id": template.pk, "key": template.key, "locale": template.locale},
+            details={
+                "template_id": template.pk,
+                "key": template.key,
+                "locale": template.locale,
+                "editor": template.editor,
+            },
         )
     return template
+
+
+@dataclass(frozen=True)
+class DraftPreview:
+    """An unsaved template as the email will look (sample data), the bodies it has, and what is wrong."""
+
+    rendered: RenderedMessage | None
+    body_text: str
+    body_html: str
+    errors: list[str]
+
+
+def message_template_draft_preview(
+    *,
+    key: str,
+    locale: str,
+    subject: str,
+    editor: str,
+    blocks: Mapping[str, Any] | None = None,
+    body_text: str = "",
+    body_html: str = "",
+) -> DraftPreview:
+    """The live preview of the template editor: renders what is being typed, saved or not, in the sandbox."""
+    if editor == TemplateEditor.BLOCKS:
+        _, body_text, body_html = compose_bodies(blocks=blocks, locale=locale)
+    source = TemplateSource(key=key, subject=subject, body_text=body_text, body_html=body_html)
+    errors = validate_template(source)
+    try:
+        rendered: RenderedMessage | None = render_preview(source, sample_context(key), locale=locale or "en")
+    except TemplateRenderError as exc:
+        rendered = None
+        errors = errors or [str(exc)]
+    return DraftPreview(rendered=rendered, body_text=body_text, body_html=body_html, errors=errors)
 
 
 def preview_context(*, key: str, customer: Customer | None) -> dict[str, object]:
@@ -124,7 +176,10 @@ def message_template_send_test(*, template: MessageTemplate, to: str, actor: Act
 
 
 __all__ = [
+    "DraftPreview",
     "TemplateRenderError",
+    "compose_bodies",
+    "message_template_draft_preview",
     "message_template_preview",
     "message_template_save",
     "message_template_send_test",

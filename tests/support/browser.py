@@ -7,6 +7,7 @@ the browser tests (``make test`` installs Chromium with apt when it can).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,3 +95,83 @@ class LoopbackSite:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+# --- Admin pages in the browser -------------------------------------------------------------------------
+
+DESKTOP = {"width": 1440, "height": 900}
+PHONE = {"width": 390, "height": 844}
+VIEWPORTS = {"desktop": DESKTOP, "phone": PHONE}
+OUTPUT = Path(__file__).resolve().parent.parent.parent / "test-output"
+
+
+class AdminTab:
+    """A logged-in admin tab that records console errors and failed requests, and saves screenshots.
+
+    ``problems`` lists every console error, page error and answer of 400 or more (the favicon included),
+    so a test ends with ``assert tab.problems == []``; ``shot(name)`` saves the whole page as
+    ``test-output/<folder>/<test>/<size>-NN-<name>.png``.
+    """
+
+    def __init__(self, page: Any, folder: Path, size: str) -> None:
+        self.page = page
+        self.folder = folder
+        self.size = size
+        self.problems: list[str] = []
+        self.taken = 0
+        page.on("console", lambda m: self.problems.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: self.problems.append(str(error)))
+        page.on(
+            "response", lambda r: self.problems.append(f"{r.status} {r.url}") if r.status >= 400 else None
+        )
+
+    def shot(self, name: str) -> Path:
+        self.taken += 1
+        target = self.folder / f"{self.size}-{self.taken:02d}-{name}.png"
+        self.page.screenshot(path=str(target), full_page=True)
+        return target
+
+    def shot_of(self, locator: Any, name: str) -> Path:
+        """One element only, e.g. a preview pane of a long page."""
+        self.taken += 1
+        target = self.folder / f"{self.size}-{self.taken:02d}-{name}.png"
+        locator.screenshot(path=str(target))
+        return target
+
+    def overflow(self) -> int:
+        """How many CSS pixels the page is wider than the viewport (0: no sideways scrolling).
+
+        Measured against the viewport's configured width: a phone-sized tab zooms out to fit a page that
+        is too wide, so ``window.innerWidth`` grows with the page and hides the overflow.
+        """
+        width = VIEWPORTS[self.size]["width"]
+        return max(0, int(self.page.evaluate("() => document.documentElement.scrollWidth")) - width)
+
+
+@contextmanager
+def admin_tab(
+    browser: Any, live_server: Any, user: Any, *, size: str, folder: str, test_name: str
+) -> Iterator[AdminTab]:
+    """A tab of ``browser`` at ``size`` ("desktop" 1440×900 or "phone" 390×844), logged in as ``user``."""
+    from django.conf import settings
+
+    from tests.support.staff import StaffClient
+
+    client = StaffClient()  # signed in with a verified second factor, as staff with money permissions must be
+    client.force_login(user)
+    session = client.cookies[settings.SESSION_COOKIE_NAME].value
+    phone = size == "phone"
+    context = browser.new_context(
+        viewport=VIEWPORTS[size], device_scale_factor=2 if phone else 1, is_mobile=phone, has_touch=phone
+    )
+    context.add_cookies([{"name": settings.SESSION_COOKIE_NAME, "value": session, "url": live_server.url}])
+    target = OUTPUT / folder / re.sub(r"[^\w.-]+", "_", test_name)
+    target.mkdir(parents=True, exist_ok=True)
+    for old in target.glob(f"{size}-*.png"):
+        old.unlink()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    try:
+        yield AdminTab(page, target, size)
+    finally:
+        context.close()

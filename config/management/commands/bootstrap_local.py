@@ -11,6 +11,8 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
+from config.local_run import DEFAULT_ADDRESS, admin_credentials, local_base_url, use_local_address
+
 ADMIN_USERNAME = "admin"
 
 
@@ -18,12 +20,19 @@ class Command(BaseCommand):
     help = "Migrate, load the demo data the first time, create the local superuser and print its login."
 
     def add_arguments(self, parser: Any) -> None:
-        parser.add_argument("--address", default="http://127.0.0.1:8000", help="Printed admin address.")
+        parser.add_argument(
+            "--address",
+            default=DEFAULT_ADDRESS,
+            help="Where the server will listen (make run's ADDRESS): the printed admin address, and the "
+            "base of links in the demo's emails unless PORTAL_BASE_URL is set.",
+        )
         parser.add_argument("--no-demo", action="store_true", help="Do not load the demo data.")
 
     def handle(self, *args: Any, address: str, no_demo: bool, **options: Any) -> None:
         if not settings.DEBUG:
             raise CommandError("bootstrap_local is for local use: set DJANGO_DEBUG=true (make run does).")
+        # Before the demo data: its replayed emails carry portal links.
+        use_local_address(address)
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database is migrated.")
 
@@ -35,7 +44,7 @@ class Command(BaseCommand):
         call_command("sync_schedules", stdout=self.stdout)
         username, password = self._ensure_superuser(settings.LOCAL_STATE_DIR / "admin-credentials.txt")
         self.stdout.write("")
-        self.stdout.write(self.style.SUCCESS(f"Admin:    {address}/admin/"))
+        self.stdout.write(self.style.SUCCESS(f"Admin:    {local_base_url(address)}/admin/"))
         self.stdout.write(self.style.SUCCESS(f"Login:    {username}"))
         self.stdout.write(self.style.SUCCESS(f"Password: {password}"))
         self.stdout.write(f"(stored in {settings.LOCAL_STATE_DIR / 'admin-credentials.txt'}, git-ignored)")
@@ -47,12 +56,7 @@ class Command(BaseCommand):
     def _ensure_superuser(self, credentials_file: Path) -> tuple[str, str]:
         """Reuse the stored password; make a new random one only when the file or the user is missing."""
         user_model = get_user_model()
-        password = ""
-        if credentials_file.exists():
-            lines = dict(
-                line.split(":", 1) for line in credentials_file.read_text().splitlines() if ":" in line
-            )
-            password = lines.get("password", "").strip()
+        _, password = admin_credentials(credentials_file)
         user = user_model.objects.filter(username=ADMIN_USERNAME).first()
         if user is not None and password and user.check_password(password):
             return ADMIN_USERNAME, password

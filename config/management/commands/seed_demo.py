@@ -34,7 +34,8 @@ class Command(BaseCommand):
         if dunning.cases:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Dunning history: {dunning.cases} failed invoices replayed through {dunning.ticks} ticks."
+                    f"Dunning history: {dunning.cases} failed invoices replayed through {dunning.ticks} ticks; "
+                    f"{dunning.new_cards} customers then paid with a new card on the payment page."
                 )
             )
         if summary.customers == 0 and not dunning.cases:
