@@ -43,7 +43,7 @@ browser:
 	fi
 
 test: install browser
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .
