@@ -6,16 +6,31 @@ was already paid or closed.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from customers.actors import Actor
+from customers.models import Invoice, InvoiceStatus
 from customers.money import format_money
 from dunning.gateways import GatewayError, PaymentGateway, RefundRequest, get_gateway
-from dunning.models import CaseEventKind, DoublePayment, DoublePaymentStatus
+from dunning.models import (
+    CaseEventKind,
+    DoublePayment,
+    DoublePaymentReason,
+    DoublePaymentStatus,
+    PaymentAttempt,
+)
+from dunning.services import communication
 from dunning.services.events import EventBuffer
+
+if TYPE_CHECKING:
+    from dunning.services.outcomes import Settlement
 
 RESOLVABLE = (DoublePaymentStatus.OPEN, DoublePaymentStatus.REFUND_FAILED)
 
@@ -111,3 +126,65 @@ def double_payment_dismiss(*, flag: DoublePayment, actor: Actor, reason: str) ->
         note=reason.strip(),
         event_reason=f"double payment dismissed: {reason.strip()}",
     )
+
+
+def double_payments_flag(
+    *,
+    duplicates: Sequence[Settlement],
+    invoice_status: Mapping[int, str],
+    actor: Actor,
+    now: datetime,
+    events: EventBuffer,
+) -> None:
+    """Save one flag per attempt whose money moved on an invoice already paid (or closed), note it on the
+    case and tell staff. Called by ``settle_attempts`` for the attempts it settled as ``duplicate``."""
+    if not duplicates:
+        return
+    customers = dict(
+        Invoice.objects.filter(pk__in=[s.invoice_id for s in duplicates]).values_list("pk", "customer_id")
+    )
+    attempts = {a.pk: a for a in PaymentAttempt.objects.filter(pk__in=[s.attempt_id for s in duplicates])}
+    flags = []
+    for s in duplicates:
+        attempt = attempts[s.attempt_id]
+        status = invoice_status.get(s.invoice_id, "")
+        flags.append(
+            DoublePayment(
+                attempt=attempt,
+                invoice_id=s.invoice_id,
+                customer_id=customers[s.invoice_id],
+                case=s.case,
+                reason=DoublePaymentReason.ALREADY_PAID
+                if status == InvoiceStatus.PAID
+                else DoublePaymentReason.INVOICE_CLOSED,
+                amount_minor=attempt.amount_minor,
+                currency=attempt.currency,
+                gateway=attempt.gateway,
+                gateway_reference=attempt.gateway_reference,
+                detected_at=now,
+                details={"invoice_status": status, "source": s.source},
+            )
+        )
+    DoublePayment.objects.bulk_create(flags, ignore_conflicts=True)
+    escalations = []
+    for s in duplicates:
+        if s.case is None:
+            continue
+        events.add(
+            case_id=s.case.pk,
+            kind=CaseEventKind.DOUBLE_PAYMENT,
+            actor=actor,
+            at=now,
+            reason="the charge succeeded but the invoice was already closed: money moved twice, refund it",
+            details={"attempt_id": s.attempt_id},
+        )
+        escalations.append(
+            communication.StaffEscalation(
+                customer_id=customers[s.invoice_id],
+                case_id=s.case.pk,
+                invoice_id=s.invoice_id,
+                title=f"Double payment: attempt {s.attempt_id} charged a closed invoice",
+                details="Open Dunning › Double payments to refund it in one click.",
+            )
+        )
+    communication.escalate(escalations=escalations)

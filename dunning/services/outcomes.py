@@ -36,8 +36,6 @@ from dunning.models import (
     CaseEventKind,
     CaseState,
     DeclineCategory,
-    DoublePayment,
-    DoublePaymentReason,
     DunningCase,
     PaymentAttempt,
     RecoveryChannel,
@@ -45,6 +43,7 @@ from dunning.models import (
 from dunning.services import communication, effects
 from dunning.services.cases import Transition, cases_save, loaded_version, recovery_transition
 from dunning.services.declines import Classification, DeclineTable, decline_codes_record_seen, normalise
+from dunning.services.double_payments import double_payments_flag
 from dunning.services.events import EventBuffer
 from dunning.services.locking import LockedCase, cases_lock, invoices_lock
 
@@ -290,7 +289,9 @@ def settle_attempts(
         for s in settlements
         if s.attempt_id in settled and statuses[s.attempt_id] == AttemptStatus.DUPLICATE
     ]
-    _flag_double_payments(duplicates, locks, actor=actor, now=now, events=events)
+    double_payments_flag(
+        duplicates=duplicates, invoice_status=locks.invoice_status, actor=actor, now=now, events=events
+    )
     counts["double_payment"] += len(duplicates)
 
     retry_failed: list[tuple[Settlement, DunningCase]] = []
@@ -471,61 +472,6 @@ def _write_unknown_results(settlements: Sequence[Settlement]) -> set[int]:
             guard_params=list(IN_FLIGHT_STATUSES),
         )
     )
-
-
-def _flag_double_payments(
-    duplicates: Sequence[Settlement], locks: Locks, *, actor: Actor, now: datetime, events: EventBuffer
-) -> None:
-    if not duplicates:
-        return
-    customers = dict(
-        Invoice.objects.filter(pk__in=[s.invoice_id for s in duplicates]).values_list("pk", "customer_id")
-    )
-    attempts = {a.pk: a for a in PaymentAttempt.objects.filter(pk__in=[s.attempt_id for s in duplicates])}
-    flags = []
-    for s in duplicates:
-        attempt = attempts[s.attempt_id]
-        status = locks.invoice_status.get(s.invoice_id, "")
-        flags.append(
-            DoublePayment(
-                attempt=attempt,
-                invoice_id=s.invoice_id,
-                customer_id=customers[s.invoice_id],
-                case=s.case,
-                reason=DoublePaymentReason.ALREADY_PAID
-                if status == InvoiceStatus.PAID
-                else DoublePaymentReason.INVOICE_CLOSED,
-                amount_minor=attempt.amount_minor,
-                currency=attempt.currency,
-                gateway=attempt.gateway,
-                gateway_reference=attempt.gateway_reference,
-                detected_at=now,
-                details={"invoice_status": status, "source": s.source},
-            )
-        )
-    DoublePayment.objects.bulk_create(flags, ignore_conflicts=True)
-    escalations = []
-    for s in duplicates:
-        if s.case is None:
-            continue
-        events.add(
-            case_id=s.case.pk,
-            kind=CaseEventKind.DOUBLE_PAYMENT,
-            actor=actor,
-            at=now,
-            reason="the charge succeeded but the invoice was already closed: money moved twice, refund it",
-            details={"attempt_id": s.attempt_id},
-        )
-        escalations.append(
-            communication.StaffEscalation(
-                customer_id=customers[s.invoice_id],
-                case_id=s.case.pk,
-                invoice_id=s.invoice_id,
-                title=f"Double payment: attempt {s.attempt_id} charged a closed invoice",
-                details="Open Dunning › Double payments to refund it in one click.",
-            )
-        )
-    communication.escalate(escalations=escalations)
 
 
 def _record_success(
