@@ -366,7 +366,7 @@ def test_actor_names_the_staff_member_on_collections_actions() -> None:
             "reference": "wire 7",
         },
     )
-    note = case.events.get(reason__startswith="marked paid: €49.00 received (Bank transfer, wire 7")
+    note = case.events.get(reason__startswith="marked paid: €49.00 received (bank transfer, wire 7")
     assert (note.actor_user, note.actor_label) == (user, Actor.staff(user).label)
 
 
