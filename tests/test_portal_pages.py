@@ -345,6 +345,24 @@ def test_posts_are_limited_per_link(client: Client, settings) -> None:  # type: 
     assert Client(REMOTE_ADDR="10.0.0.9").post(_link(other) + "card/", {"number": "1"}).status_code == 200
 
 
+def test_the_portal_still_takes_payments_when_the_cache_is_down(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
+    """Redis unreachable (nothing listens on port 1): the page opens and a new card is charged. The rate
+    limits and visit records are skipped, and logged, instead of answering 500."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+    _, invoice, _ = failed_invoice(card="pm_sim_4000000000009995")
+    link = _link(invoice)
+    assert client.get(link).status_code == 200
+    paid = client.post(link + "card/", {"number": "4242424242424242", "expiry": "12/39"})
+    assert paid.status_code == 303 and paid["Location"].endswith("/paid/")
+    invoice.refresh_from_db()
+    assert invoice.status == "paid"
+
+
 def test_posts_are_limited_per_address_across_links(client: Client, settings) -> None:  # type: ignore[no-untyped-def]
     settings.PORTAL_POSTS_PER_IP = 2
     links = [_link(failed_invoice()[1]) for _ in range(3)]

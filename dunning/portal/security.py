@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -117,6 +118,9 @@ def portal_csrf_protect(view: Callable[..., HttpResponse]) -> Callable[..., Http
     return csrf_exempt(decorator_from_middleware(PortalCsrfViewMiddleware)(view))
 
 
+logger = logging.getLogger(__name__)
+
+
 def client_ip(request: HttpRequest) -> str:
     """The client's address: REMOTE_ADDR, or behind ``PORTAL_TRUSTED_PROXIES`` proxies the address the
     outermost trusted proxy saw (the N-th X-Forwarded-For entry from the right; the left part is
@@ -149,11 +153,21 @@ def rate_limited(limits: list[Limit], *, window: int | None = None) -> int:
     for item in limits:
         digest = hashlib.sha256(f"{item.bucket}:{item.key}".encode()).hexdigest()[:32]
         cache_key = f"portal:rl:{item.bucket}:{digest}:{slot}"
-        cache.add(cache_key, 0, window + 5)
         try:
-            count = cache.incr(cache_key)
-        except ValueError:  # evicted between add and incr
-            cache.set(cache_key, 1, window + 5)
-            count = 1
+            count = _count_hit(cache_key, window)
+        except Exception:  # noqa: BLE001 - the cache (Redis) is down
+            # Customers must still be able to pay: the links are signed, so the limits are abuse control,
+            # not what keeps the portal safe. Counting resumes with the cache; operators see the error.
+            logger.exception("portal rate limits: the cache is unreachable; letting the request through")
+            return 0
         exceeded = exceeded or count > item.limit
     return int(window - (now % window)) + 1 if exceeded else 0
+
+
+def _count_hit(cache_key: str, window: int) -> int:
+    cache.add(cache_key, 0, window + 5)
+    try:
+        return int(cache.incr(cache_key))
+    except ValueError:  # evicted between add and incr
+        cache.set(cache_key, 1, window + 5)
+        return 1

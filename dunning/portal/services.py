@@ -126,11 +126,15 @@ def portal_visit_record(*, link: PortalLink, case_ids: Sequence[int]) -> int:
 
     This is the only write a GET makes. It changes no case, invoice, attempt, banner or message.
     """
-    fresh = [
-        case_id
-        for case_id in case_ids
-        if cache.add(f"portal:visit:{case_id}:{link.source}", 1, VISIT_EVENT_EVERY_SECONDS)
-    ]
+    try:
+        fresh = [
+            case_id
+            for case_id in case_ids
+            if cache.add(f"portal:visit:{case_id}:{link.source}", 1, VISIT_EVENT_EVERY_SECONDS)
+        ]
+    except Exception:  # noqa: BLE001 - the cache (Redis) is down: the page must still open
+        logger.exception("portal visits: the cache is unreachable; this visit is not recorded")
+        return 0
     _record(
         case_ids=fresh,
         action=PortalAction.VISIT,
