@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from customers.currencies import CURRENCY_CODES, validate_currency
 from customers.money import format_money
-from customers.validators import validate_locale, validate_time_zone
+from customers.validators import validate_country, validate_locale, validate_time_zone
 
 
 class EntitlementState(models.TextChoices):
@@ -55,6 +55,16 @@ class Customer(models.Model):
         help_text="IANA name, e.g. Europe/Paris.",
     )
     gateway_customer_id = models.CharField(max_length=100, blank=True)
+    country = models.CharField(
+        max_length=2,
+        blank=True,
+        db_default="",
+        validators=[validate_country],
+        help_text="ISO 3166 two-letter code, e.g. US; from the card when blank. Feeds smart retry timing.",
+    )
+    # The customer's payday as learnt from their earlier payments (learn_retry_timing): a
+    # dunning.timing.payday.PaydayPattern as JSON, or null when no pattern stands out.
+    payday = models.JSONField(null=True, blank=True, editable=False)
     entitlement_state = models.CharField(
         max_length=16, choices=EntitlementState.choices, default=EntitlementState.ACTIVE
     )
@@ -121,6 +131,13 @@ class PaymentMethodType(models.TextChoices):
     US_BANK_ACCOUNT = "us_bank_account", "US bank account (ACH)"
 
 
+class CardFunding(models.TextChoices):
+    CREDIT = "credit", "Credit"
+    DEBIT = "debit", "Debit"
+    PREPAID = "prepaid", "Prepaid"
+    UNKNOWN = "unknown", "Unknown"
+
+
 class PaymentMethod(models.Model):
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="payment_methods")
     type = models.CharField(max_length=20, choices=PaymentMethodType.choices, default=PaymentMethodType.CARD)
@@ -133,6 +150,12 @@ class PaymentMethod(models.Model):
     exp_month = models.PositiveSmallIntegerField(null=True, blank=True)
     exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
     gateway_payment_method_id = models.CharField(max_length=100, blank=True)
+    funding = models.CharField(
+        max_length=10, choices=CardFunding.choices, default=CardFunding.UNKNOWN, db_default=CardFunding.UNKNOWN
+    )
+    country = models.CharField(
+        max_length=2, blank=True, db_default="", help_text="Issuing country (ISO 3166 two-letter code)."
+    )
     is_default = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)

@@ -86,3 +86,14 @@ def json_text_problem(value: object, *, depth: int = 0) -> str | None:
 
 def _surrogate_problem(value: str) -> str | None:
     return "must be valid Unicode text" if _LONE_SURROGATE.search(value) else None
+
+
+_COUNTRY = re.compile(r"^[A-Z]{2}$")
+
+
+def validate_country(value: str) -> None:
+    """An ISO 3166-1 alpha-2 code in capitals (US, GB, DE), or blank."""
+    if value and not _COUNTRY.match(value):
+        raise ValidationError(
+            "Enter a two-letter country code in capitals (ISO 3166), e.g. US or DE.", code="invalid_country"
+        )

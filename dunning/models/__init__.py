@@ -19,6 +19,7 @@ from dunning.models.policies import (
     DunningPolicy,
     PolicyStep,
     PolicyVersion,
+    RetryTiming,
     StepAction,
 )
 from dunning.models.portal import INITIAL_TOKEN_VERSION, PortalAccess
@@ -30,6 +31,7 @@ from dunning.models.safety import (
     GatewayCircuit,
 )
 from dunning.models.stripe import StripeEvent, StripeEventSource, StripeEventStatus
+from dunning.models.timing import RetryTimingModel
 
 __all__ = [
     "ACCESS_ENDING_ACTIONS",
@@ -58,6 +60,8 @@ __all__ = [
     "PolicyVersion",
     "PortalAccess",
     "RecoveryChannel",
+    "RetryTiming",
+    "RetryTimingModel",
     "SimulatedCharge",
     "SimulatedGatewayRule",
     "StepAction",

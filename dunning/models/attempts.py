@@ -77,6 +77,23 @@ class PaymentAttempt(models.Model):
     # new owner asks the gateway (or sends the same idempotency key again); it never assumes the outcome.
     claimed_until = models.DateTimeField(null=True, blank=True)
     claim_token = models.CharField(max_length=32, blank=True, db_default="")
+    # What smart timing learns from (retries the tick made): the situation when the charge was sent, in the
+    # customer's local time, kept as it was then (the card or the customer may change later).
+    timing_mode = models.CharField(max_length=8, blank=True, db_default="", help_text="fixed or smart")
+    retried_decline_code = models.CharField(max_length=64, blank=True, db_default="")
+    retried_decline_category = models.CharField(max_length=32, blank=True, db_default="")
+    local_weekday = models.PositiveSmallIntegerField(null=True, blank=True)
+    local_hour = models.PositiveSmallIntegerField(null=True, blank=True)
+    local_day = models.PositiveSmallIntegerField(null=True, blank=True)
+    payday_days = models.PositiveSmallIntegerField(null=True, blank=True)
+    hours_since_failure = models.PositiveIntegerField(null=True, blank=True)
+    retry_number = models.PositiveSmallIntegerField(null=True, blank=True)
+    card_funding = models.CharField(max_length=10, blank=True, db_default="")
+    card_brand = models.CharField(max_length=30, blank=True, db_default="")
+    amount_band = models.PositiveSmallIntegerField(null=True, blank=True)
+    segment = models.CharField(max_length=50, blank=True, db_default="")
+    country = models.CharField(max_length=2, blank=True, db_default="")
+    predicted_success = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["invoice_id", "number"]

@@ -59,6 +59,13 @@ class DunningCase(models.Model):
     )
     # The latest decline.
     decline_code = models.CharField(max_length=64, blank=True)
+    # The decline that opened the case (decline_code follows the latest one).
+    first_decline_code = models.CharField(max_length=64, blank=True, db_default="")
+    # The last failed charge (the case's opening failure until a retry fails): smart timing counts from it.
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    # The smart retry slot chosen for the step at ``step`` and why (dunning.timing.model.SlotChoice.to_json,
+    # plus "step", and "skip" when the best estimate stayed under the policy's threshold); {} otherwise.
+    retry_timing = models.JSONField(default=dict, blank=True, db_default={})
     decline_category = models.CharField(max_length=32, choices=DeclineCategory.choices, blank=True)
     hard_declined_payment_method = models.ForeignKey(
         PaymentMethod,
@@ -152,6 +159,7 @@ class CaseEventKind(models.TextChoices):
     ATTEMPT_RECONCILED = "attempt_reconciled", "Attempt reconciled"
     ATTEMPT_NOT_PROCESSED = "attempt_not_processed", "Attempt not processed"
     DOUBLE_PAYMENT = "double_payment", "Double payment"
+    RETRY_SCHEDULED = "retry_scheduled", "Smart retry scheduled"
     ENTITLEMENT = "entitlement", "Entitlement changed"
     PAYMENT_METHOD_CHANGED = "payment_method_changed", "Payment method changed"
     PORTAL = "portal", "Portal activity"

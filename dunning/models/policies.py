@@ -6,7 +6,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -78,6 +78,32 @@ class DunningPolicy(models.Model):
     grace_period_days = models.PositiveSmallIntegerField(
         default=14, help_text="No suspension or cancellation before this many days after the first failure."
     )
+    # Smart retry timing (see the README, "Smart retries").
+    smart_min_success_percent = models.FloatField(
+        default=2.0,
+        db_default=2.0,
+        validators=[MinValueValidator(0.0), MaxValueValidator(100.0)],
+        verbose_name="smart retry threshold (%)",
+        help_text="A smart retry whose best estimated success stays below this is skipped, to save the "
+        "card's network budget. Messages go on.",
+    )
+    retry_min_spacing_hours = models.PositiveSmallIntegerField(
+        default=20,
+        db_default=20,
+        validators=[MaxValueValidator(24 * 14)],
+        verbose_name="minimum hours between smart retries",
+    )
+    retry_budget = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        validators=[MaxValueValidator(20)],
+        verbose_name="retry budget",
+        help_text="Stripe-style: this many retries within the budget days, each placed by the model. 0 = "
+        "use the retry steps below. When set, publishing replaces the retry steps with smart ones.",
+    )
+    retry_budget_days = models.PositiveSmallIntegerField(
+        default=0, db_default=0, validators=[MaxValueValidator(90)], verbose_name="retry budget days"
+    )
     created_at = models.DateTimeField(default=timezone.now, editable=False)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -125,6 +151,11 @@ class DunningPolicy(models.Model):
         return self.versions.order_by("-number").first()
 
 
+class RetryTiming(models.TextChoices):
+    FIXED = "fixed", "Fixed: at the step's day and hour"
+    SMART = "smart", "Smart: the best slot in a window, learnt from past retries"
+
+
 class PolicyStep(models.Model):
     """A draft step, edited inline. Publishing copies the steps into a frozen PolicyVersion."""
 
@@ -146,6 +177,19 @@ class PolicyStep(models.Model):
         blank=True,
         validators=[validate_categories],
         help_text="Only for cases whose last decline is in these categories; empty = all.",
+    )
+    timing = models.CharField(
+        max_length=8,
+        choices=RetryTiming.choices,
+        default=RetryTiming.FIXED,
+        db_default=RetryTiming.FIXED,
+        help_text="Retries only: fixed, or smart within the window.",
+    )
+    window_days = models.PositiveSmallIntegerField(
+        default=0,
+        db_default=0,
+        validators=[MaxValueValidator(30)],
+        help_text="Smart retries: the window runs from the step's day and hour for this many days.",
     )
 
     class Meta:
@@ -171,7 +215,16 @@ class PolicyStep(models.Model):
             "action": self.action,
             "template_key": self.template_key,
             "decline_categories": list(self.decline_categories or []),
+            **(
+                {"timing": RetryTiming.SMART, "window_days": self.window_days}
+                if self.action == StepAction.RETRY and self.timing == RetryTiming.SMART
+                else {}
+            ),
         }
+
+    def clean(self) -> None:
+        if self.timing == RetryTiming.SMART and self.action != StepAction.RETRY:
+            raise ValidationError({"timing": "Only retry steps can be smart."})
 
 
 class PolicyVersion(models.Model):
@@ -185,6 +238,8 @@ class PolicyVersion(models.Model):
     max_retries = models.PositiveSmallIntegerField()
     network_retry_cap = models.PositiveSmallIntegerField()
     grace_period_days = models.PositiveSmallIntegerField()
+    smart_min_success_percent = models.FloatField(default=2.0, db_default=2.0)
+    retry_min_spacing_hours = models.PositiveSmallIntegerField(default=20, db_default=20)
     published_at = models.DateTimeField(default=timezone.now)
     published_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

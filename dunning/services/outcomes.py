@@ -538,6 +538,7 @@ def _record_failure(
         # Only the bank's declines change what the case knows about the card; a refusal before sending
         # says nothing about it.
         case.decline_code, case.decline_category = classification.code, classification.category
+        case.last_failure_at = now
         if classification.category in BLOCKING_CATEGORIES:
             case.hard_declined_payment_method_id = s.payment_method_id
         if classification.category == DeclineCategory.FRAUD:
