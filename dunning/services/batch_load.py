@@ -27,6 +27,7 @@ from dunning.portal.tokens import PRELOADED_TOKEN_VERSION
 from dunning.services.cases import CASE_MUTABLE_FIELDS
 from dunning.services.planning import NETWORK_WINDOW, CasePlan, CaseSnapshot, VersionRules, plan_case
 from dunning.services.retry_owner import gateway_owns_retries
+from dunning.services.smart_timing import slot_of
 
 
 @dataclass
@@ -52,7 +53,11 @@ class Versions:
         for version in PolicyVersion.objects.filter(pk__in=missing):
             self._versions[version.pk] = version
             self._rules[version.pk] = VersionRules(
-                version.steps, version.max_retries, version.network_retry_cap
+                version.steps,
+                version.max_retries,
+                version.network_retry_cap,
+                smart_min_success=version.smart_min_success_percent / 100,
+                min_spacing=timedelta(hours=version.retry_min_spacing_hours),
             )
         for case in cases:
             _VERSION_CACHE.set_cached_value(case, self._versions[case.policy_version_id])
@@ -122,8 +127,28 @@ INVOICE_COLUMNS = (
     "gateway",
     "gateway_invoice_id",
 )
-CUSTOMER_COLUMNS = ("id", "external_id", "name", "time_zone", "locale", "gateway_customer_id")
-METHOD_COLUMNS = ("id", "customer_id", "type", "gateway_payment_method_id", "is_default")
+CUSTOMER_COLUMNS = (
+    "id",
+    "external_id",
+    "name",
+    "time_zone",
+    "locale",
+    "gateway_customer_id",
+    # Smart timing's context (dunning.services.smart_timing.retry_context).
+    "segment",
+    "country",
+    "payday",
+)
+METHOD_COLUMNS = (
+    "id",
+    "customer_id",
+    "type",
+    "gateway_payment_method_id",
+    "is_default",
+    "brand",
+    "funding",
+    "country",
+)
 _VERSION_CACHE = DunningCase._meta.get_field("policy_version")
 _INVOICE_CACHE = DunningCase._meta.get_field("invoice")
 _CUSTOMER_CACHE = DunningCase._meta.get_field("customer")
@@ -224,6 +249,7 @@ def load_batch(
                 gateway=invoice.gateway, gateway_invoice_id=invoice.gateway_invoice_id
             ),
             last_retry_step=last_retry_step,
+            smart_slot=slot_of(case.retry_timing),
         )
         rules = versions[case.policy_version_id]
         planned.append(

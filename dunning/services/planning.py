@@ -34,6 +34,8 @@ class CaseSnapshot:
     # The highest retry step already carried out (its attempt settled, not a processing error worth
     # repeating): never run again, whatever a stale write or a crash did to the step pointer.
     last_retry_step: int | None = None
+    # The slot chosen for a smart retry step: (step index, when, why it is skipped or "").
+    smart_slot: tuple[int, datetime, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class VersionRules:
     steps: Sequence[dict[str, Any]]
     max_retries: int
     network_retry_cap: int
+    # Smart steps: a slot whose best estimate is below this (0..1) is skipped; slots keep this spacing.
+    smart_min_success: float = 0.0
+    min_spacing: timedelta = timedelta(hours=20)
 
 
 @dataclass
@@ -52,14 +57,29 @@ class CasePlan:
     retry_step: int | None = None
     next_step_index: int = 0
     next_action_at: datetime | None = None
+    # A smart retry step whose window has opened: the tick picks its slot (next_action_at is set then).
+    choose_slot: int | None = None
 
     @property
     def finished(self) -> bool:
         """No step left to wait for and no retry in flight: the case is exhausted."""
-        return self.next_action_at is None and self.retry_step is None
+        return self.next_action_at is None and self.retry_step is None and self.choose_slot is None
+
+
+def is_smart(step: dict[str, Any]) -> bool:
+    return step.get("timing") == "smart" and step["action"] == StepAction.RETRY
 
 
 def step_time(rules: VersionRules, snapshot: CaseSnapshot, index: int) -> datetime:
+    """When a step is due: its day and hour; for a smart retry, its chosen slot, or its window's start until
+    a slot is chosen."""
+    slot = snapshot.smart_slot
+    if slot is not None and slot[0] == index and is_smart(rules.steps[index]):
+        return slot[1]
+    return window_start(rules, snapshot, index)
+
+
+def window_start(rules: VersionRules, snapshot: CaseSnapshot, index: int) -> datetime:
     step = rules.steps[index]
     return step_due_at(
         opened_at=snapshot.opened_at,
@@ -68,6 +88,16 @@ def step_time(rules: VersionRules, snapshot: CaseSnapshot, index: int) -> dateti
         time_zone=snapshot.time_zone,
         shift=snapshot.schedule_shift,
     )
+
+
+def smart_window(rules: VersionRules, snapshot: CaseSnapshot, index: int) -> tuple[datetime, datetime]:
+    """A smart step's window: from its day and hour for ``window_days`` days, but never past the next
+    step's time, so the steps after it are never held back by the slot."""
+    start = window_start(rules, snapshot, index)
+    end = start + timedelta(days=rules.steps[index].get("window_days") or 0)
+    if index + 1 < len(rules.steps):
+        end = min(end, max(start, window_start(rules, snapshot, index + 1)))
+    return start, end
 
 
 def retry_blocker(rules: VersionRules, snapshot: CaseSnapshot) -> str:
@@ -120,8 +150,17 @@ def plan_case(rules: VersionRules, snapshot: CaseSnapshot, now: datetime) -> Cas
             plan.skipped.append((index, "retry already carried out"))
         elif step["action"] == StepAction.RETRY:
             blocker = retry_blocker(rules, snapshot)
+            slot = snapshot.smart_slot if is_smart(step) else None
+            if slot is not None and slot[0] != index:
+                slot = None
             if blocker:
                 plan.skipped.append((index, blocker))
+            elif slot is not None and slot[2]:
+                plan.skipped.append((index, slot[2]))
+            elif is_smart(step) and slot is None:
+                # The window has opened: the tick picks the slot; the steps after wait for the retry.
+                plan.choose_slot = index
+                break
             else:
                 plan.retry_step = index
                 index += 1
@@ -130,7 +169,8 @@ def plan_case(rules: VersionRules, snapshot: CaseSnapshot, now: datetime) -> Cas
             plan.run.append(index)
         index += 1
     plan.next_step_index = index
-    plan.next_action_at = step_time(rules, snapshot, index) if index < len(steps) else None
+    if plan.choose_slot is None:
+        plan.next_action_at = step_time(rules, snapshot, index) if index < len(steps) else None
     return plan
 
 

@@ -28,6 +28,7 @@ from dunning.services.circuit import Gate, circuit_counter, circuit_gate
 from dunning.services.declines import DeclineTable
 from dunning.services.leases import Clock, LeaseKeeper
 from dunning.services.reconcile import attempts_reconcile
+from dunning.services.smart_timing import current_model
 from dunning.services.tick_batch import TICK_ACTOR, BatchCounts, TickContext, run_batch
 from dunning.signals import tick_finished
 
@@ -149,6 +150,7 @@ def run_tick(
                 keeper=keeper,
                 gateway=gateway,
                 circuit=circuit_counter(gateway.name),
+                timing=current_model(),
             )
             batches = _BatchLoop(
                 context, batch_size=batch_size, limit=limit, summary=summary, progress=progress

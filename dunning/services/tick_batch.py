@@ -52,8 +52,10 @@ from dunning.services.events import EventBuffer
 from dunning.services.leases import Clock, LeaseKeeper
 from dunning.services.locking import cases_lock, invoices_lock
 from dunning.services.outcomes import Locks, Settlement, settle_attempts
-from dunning.services.planning import after_failed_retry
+from dunning.services.planning import after_failed_retry, is_smart
 from dunning.services.retrying import in_transaction
+from dunning.services.smart_timing import TIMING_COLUMNS, attempt_features, decide_slot, retry_context
+from dunning.timing.model import TimingModel
 
 TICK_ACTOR = Actor.system("dunning tick")
 # A retry that cannot start now (another charge of the invoice is in flight) is looked at again this soon.
@@ -80,6 +82,7 @@ PENDING_ATTEMPT_COLUMNS = (
     "customer_present",
     "claimed_until",
     "claim_token",
+    *TIMING_COLUMNS,
 )
 
 
@@ -100,6 +103,8 @@ class TickContext:
     keeper: LeaseKeeper
     gateway: PaymentGateway
     circuit: CircuitCounter
+    # The learnt retry-timing model (priors only until the first rebuild), read once per tick.
+    timing: TimingModel = field(default_factory=TimingModel.empty)
 
 
 @dataclass
@@ -114,7 +119,13 @@ class _Claimed:
 
 
 def _insert_pending_attempts(
-    retries: list[PlannedCase], *, gateway: str, now: datetime, token: str, until: datetime
+    retries: list[PlannedCase],
+    *,
+    gateway: str,
+    now: datetime,
+    token: str,
+    until: datetime,
+    timing: TimingModel,
 ) -> dict[int, int]:
     """One INSERT for every retry, each owned by the batch's claim, with an "attempt started" event on each
     case's timeline; returns {case id: attempt id}.
@@ -126,6 +137,13 @@ def _insert_pending_attempts(
     rows = []
     for item in retries:
         invoice = item.case.invoice
+        assert item.plan.retry_step is not None
+        features = attempt_features(
+            timing,
+            retry_context(item, retry_number=item.case.retry_count + 1),
+            at=now,
+            smart=is_smart(item.rules.steps[item.plan.retry_step]),
+        )
         rows.append(
             (
                 invoice.pk,
@@ -148,6 +166,7 @@ def _insert_pending_attempts(
                 False,
                 until,
                 token,
+                *(features[name] for name in TIMING_COLUMNS),
             )
         )
     if connection.vendor != "postgresql":
@@ -221,7 +240,7 @@ def _claim(ctx: TickContext, *, size: int, versions: Versions, gate_of: Any) -> 
         probe_size = settings.DUNNING_CIRCUIT_PROBE_SIZE
         held, retries = {p.case.pk for p in retries[probe_size:]}, retries[:probe_size]
     attempts = _insert_pending_attempts(
-        retries, gateway=ctx.gateway.name, now=ctx.now, token=token, until=until
+        retries, gateway=ctx.gateway.name, now=ctx.now, token=token, until=until, timing=ctx.timing
     )
     return _Claimed(token, until, planned, retries, attempts, held, gate)
 
@@ -409,6 +428,8 @@ def _record_batch(
             else:
                 # Come back to this retry later; the steps before it ran (above).
                 case.next_step_index, case.next_action_at = plan.retry_step, now + DEFER_IN_FLIGHT
+        elif plan.choose_slot is not None:
+            _schedule_smart_retry(ctx, item, events, counts)
         else:
             case.next_step_index, case.next_action_at = plan.next_step_index, plan.next_action_at
             if plan.finished:
@@ -441,6 +462,35 @@ def _record_batch(
     counts["recovered"] += sum(1 for case in recovered_outside if case.pk in saved)
     if stale:
         DunningCase.objects.filter(pk__in=stale, claim_token=claimed.token).update(claimed_until=None)
+
+
+def _schedule_smart_retry(
+    ctx: TickContext, item: PlannedCase, events: EventBuffer, counts: Counter[str]
+) -> None:
+    """A smart retry's window has opened: pick its slot, store why on the case, and say it on the
+    timeline. A skip is carried out by the next pass (planning reads the stored reason)."""
+    case, plan = item.case, item.plan
+    assert plan.choose_slot is not None
+    decision = decide_slot(
+        ctx.timing,
+        item.rules,
+        item.snapshot,
+        plan.choose_slot,
+        retry_context(item, retry_number=case.retry_count + 1),
+        now=ctx.now,
+    )
+    case.next_step_index, case.next_action_at = plan.choose_slot, decision.at
+    case.retry_timing = decision.retry_timing
+    events.add(
+        case_id=case.pk,
+        kind=CaseEventKind.RETRY_SCHEDULED,
+        actor=TICK_ACTOR,
+        at=ctx.now,
+        step_index=plan.choose_slot,
+        reason=decision.reason,
+        details={"slot": decision.retry_timing["at"], "p": decision.retry_timing.get("p")},
+    )
+    counts["retry.smart_skipped" if decision.skipped else "retry.scheduled"] += 1
 
 
 def _skipped_events(
