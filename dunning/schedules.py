@@ -20,6 +20,12 @@ def schedules() -> list[dict[str, object]]:
             "func": "dunning.tasks.remind_expiring_cards",
             "schedule_type": "D",  # daily
         },
+        {
+            # Smart retries: the timing model and customers' paydays, rebuilt from the day's results.
+            "name": "dunning: learn retry timing",
+            "func": "dunning.tasks.learn_retry_timing",
+            "schedule_type": "D",
+        },
     ]
     if settings.PAYMENT_GATEWAY == "stripe":
         wanted += [

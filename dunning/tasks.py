@@ -11,11 +11,18 @@ from dunning.services.staff import cases_resume_due
 from dunning.services.stripe_sync import stripe_event_process, stripe_events_sweep
 from dunning.services.stripe_sync.reconcile import stripe_reconcile_scheduled
 from dunning.services.tick import run_tick
+from dunning.services.timing_learn import retry_timing_learn
 
 
 def remind_expiring_cards() -> str:
     """Once a day: pre-dunning reminders for default cards that expire within 30 days."""
     return str(dict(predunning_expiring_cards_remind(now=timezone.now())))
+
+
+def learn_retry_timing() -> str:
+    """Nightly: rebuild the smart retry model and the customers' paydays."""
+    record = retry_timing_learn(now=timezone.now())
+    return str(record)
 
 
 def run_dunning_tick() -> str:

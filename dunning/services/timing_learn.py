@@ -1,0 +1,208 @@
+"""Rebuilding the retry-timing model from the installation's own retries, set-based (``learn_retry_timing``).
+
+Two passes, each a single statement streamed from the database:
+
+1. **Counts.** Every processed tick retry carries the situation it was sent in (``smart_timing``), so one
+   scan groups them by decline code and each feature at once: ``GROUPING SETS`` on PostgreSQL (one pass
+   over the table however many features), a ``UNION ALL`` of small ``GROUP BY``s on SQLite. The rows
+   are thousands, whatever the table's size; the pure model buckets and shrinks them.
+2. **Paydays.** The local dates of each customer's successful payments, for customers with enough of
+   them, ordered by customer and read in chunks: one customer's dates in memory at a time. A detected
+   pattern is written on the customer, one UPDATE per chunk; a pattern that no longer stands out is
+   cleared.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.db import connection, transaction
+
+from customers.models import Customer, Invoice, InvoiceStatus
+from dunning.models import AttemptSource, AttemptStatus, PaymentAttempt, RetryTimingModel
+from dunning.timing.features import FEATURES
+from dunning.timing.model import TimingModel
+from dunning.timing.payday import detect_payday
+
+# Feature name -> the attempt column it is counted from.
+FEATURE_COLUMNS: dict[str, str] = {
+    "weekday": "local_weekday",
+    "hour": "local_hour",
+    "day_of_month": "local_day",
+    "payday_days": "payday_days",
+    "hours_since_failure": "hours_since_failure",
+    "retry_number": "retry_number",
+    "funding": "card_funding",
+    "brand": "card_brand",
+    "amount_band": "amount_band",
+    "segment": "segment",
+    "country": "country",
+}
+assert tuple(FEATURE_COLUMNS) == FEATURES, "one column per model feature, in the model's order"
+
+SUCCESSFUL = (AttemptStatus.SUCCEEDED, AttemptStatus.DUPLICATE)
+KEPT_MODELS = 30
+PAYDAY_MIN_PAYMENTS = 4
+PAYDAY_CHUNK = 2_000
+# Paydays are read from the last year of payments: habits change.
+PAYDAY_LOOKBACK_DAYS = 400
+
+Progress = Callable[[str], None]
+
+
+def _where() -> tuple[str, list[object]]:
+    return (
+        "source = %s AND processed AND status IN (%s, %s, %s) AND retried_decline_code <> ''",
+        [AttemptSource.RETRY, AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.DUPLICATE],
+    )
+
+
+def count_rows_sql() -> tuple[str, list[object]]:
+    """The statement behind pass 1: rows of (code, category, feature, raw value, attempts, successes);
+    feature "" holds each code's totals."""
+    table = PaymentAttempt._meta.db_table
+    where, params = _where()
+    success = "SUM(CASE WHEN status IN (%s, %s) THEN 1 ELSE 0 END)"
+    success_params: list[object] = list(SUCCESSFUL)
+    if connection.vendor == "postgresql":
+        columns = list(FEATURE_COLUMNS.values())
+        sets = ", ".join(
+            ["(retried_decline_code, retried_decline_category)"]
+            + [f"(retried_decline_code, retried_decline_category, {column})" for column in columns]
+        )
+        # GROUPING(c1..cn): bit set for each column NOT grouped in that row's set (c1 is the highest bit).
+        return (
+            f"SELECT retried_decline_code, retried_decline_category, GROUPING({', '.join(columns)}), "
+            f"{', '.join(columns)}, COUNT(*), {success} FROM {table} WHERE {where} "
+            f"GROUP BY GROUPING SETS ({sets})",
+            [*success_params, *params],
+        )
+    parts, all_params = [], []
+    for feature, column in [("", "NULL"), *FEATURE_COLUMNS.items()]:
+        group = "retried_decline_code, retried_decline_category" + (f", {column}" if feature else "")
+        parts.append(
+            f"SELECT retried_decline_code, retried_decline_category, '{feature}', {column}, COUNT(*), "
+            f"{success} FROM {table} WHERE {where} GROUP BY {group}"
+        )
+        all_params += [*success_params, *params]
+    return " UNION ALL ".join(parts), all_params
+
+
+def _count_rows() -> Iterator[tuple[str, str, str, object, int, int]]:
+    sql, params = count_rows_sql()
+    features = list(FEATURE_COLUMNS)
+    width = len(features)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for row in cursor.fetchall():
+            code, category = row[0], row[1]
+            if connection.vendor != "postgresql":
+                yield code, category, row[2], row[3], int(row[4]), int(row[5])
+                continue
+            mask, values, attempts, successes = row[2], row[3 : 3 + width], int(row[-2]), int(row[-1])
+            grouped = [i for i in range(width) if not mask >> (width - 1 - i) & 1]
+            if not grouped:
+                yield code, category, "", None, attempts, successes
+            else:
+                index = grouped[0]
+                yield code, category, features[index], values[index], attempts, successes
+
+
+def _payday_dates(now: datetime) -> Iterator[tuple[int, str, list[date]]]:
+    """(customer id, time zone, local dates of paid invoices), customer by customer, for customers with
+    enough paid invoices in the lookback period. Paid invoices include every successful retry (a success
+    pays its invoice) and invoices that never failed, which carry most of the payday signal."""
+    invoices, customers = Invoice._meta.db_table, Customer._meta.db_table
+    since = now - timedelta(days=PAYDAY_LOOKBACK_DAYS)
+    sql = f"""
+        SELECT c.id, c.time_zone, i.paid_at
+        FROM {invoices} i JOIN {customers} c ON c.id = i.customer_id
+        WHERE i.status = %s AND i.paid_at >= %s AND i.customer_id IN (
+            SELECT customer_id FROM {invoices} WHERE status = %s AND paid_at >= %s
+            GROUP BY customer_id HAVING COUNT(*) >= %s
+        )
+        ORDER BY c.id, i.paid_at
+    """
+    current: int | None = None
+    zone_name, dates = "UTC", []
+    with connection.chunked_cursor() as cursor:
+        cursor.execute(sql, [InvoiceStatus.PAID, since, InvoiceStatus.PAID, since, PAYDAY_MIN_PAYMENTS])
+        while rows := cursor.fetchmany(10_000):
+            for customer_id, time_zone, paid_at in rows:
+                if customer_id != current:
+                    if current is not None:
+                        yield current, zone_name, dates
+                    current, zone_name, dates = customer_id, time_zone, []
+                if isinstance(paid_at, str):  # SQLite through a raw cursor
+                    paid_at = datetime.fromisoformat(paid_at)
+                if paid_at.tzinfo is None:
+                    paid_at = paid_at.replace(tzinfo=UTC)
+                dates.append(paid_at.astimezone(_zone(zone_name)).date())
+    if current is not None:
+        yield current, zone_name, dates
+
+
+_zones: dict[str, ZoneInfo] = {}
+
+
+def _zone(name: str) -> ZoneInfo:
+    zone = _zones.get(name)
+    if zone is None:
+        zone = _zones[name] = ZoneInfo(name)
+    return zone
+
+
+def _write_paydays(patterns: dict[int, dict[str, object] | None]) -> None:
+    by_value: dict[str, list[int]] = {}
+    values: dict[str, dict[str, object] | None] = {}
+    for customer_id, pattern in patterns.items():
+        key = repr(sorted(pattern.items())) if pattern else ""
+        by_value.setdefault(key, []).append(customer_id)
+        values[key] = pattern
+    with transaction.atomic():
+        for key, ids in by_value.items():
+            Customer.objects.filter(pk__in=ids).update(payday=values[key])
+
+
+def paydays_detect(*, now: datetime, progress: Progress | None = None) -> int:
+    """Pass 2: detect and store each customer's payday; returns how many customers have one."""
+    found = 0
+    pending: dict[int, dict[str, object] | None] = {}
+    seen = 0
+    for customer_id, _zone_name, dates in _payday_dates(now):
+        seen += 1
+        pattern = detect_payday(dates, min_events=PAYDAY_MIN_PAYMENTS) if len(dates) >= PAYDAY_MIN_PAYMENTS else None
+        pending[customer_id] = pattern.to_json() if pattern else None
+        found += pattern is not None
+        if len(pending) >= PAYDAY_CHUNK:
+            _write_paydays(pending)
+            pending = {}
+            if progress:
+                progress(f"paydays: {seen:,} customers read, {found:,} with a pattern")
+    if pending:
+        _write_paydays(pending)
+    return found
+
+
+def retry_timing_learn(*, now: datetime, progress: Progress | None = None, paydays: bool = True) -> RetryTimingModel:
+    """Rebuild the model (and the customers' paydays) and keep it as the newest ``RetryTimingModel``."""
+    started = time.perf_counter()
+    with_payday = paydays_detect(now=now, progress=progress) if paydays else 0
+    if progress:
+        progress("counting retries by decline code and feature")
+    rows = list(_count_rows())
+    model = TimingModel.from_raw_counts(rows, built_at=now)
+    attempts = sum(row[4] for row in rows if row[2] == "")
+    record = RetryTimingModel.objects.create(
+        built_at=now,
+        attempts_counted=attempts,
+        customers_with_payday=with_payday,
+        duration_seconds=round(time.perf_counter() - started, 3),
+        model=model.to_json(),
+    )
+    stale = RetryTimingModel.objects.order_by("-built_at", "-pk").values_list("pk", flat=True)[KEPT_MODELS:]
+    RetryTimingModel.objects.filter(pk__in=list(stale)).delete()
+    return record
