@@ -70,6 +70,8 @@ class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdm
         "opened_at",
         "next_action_at",
         "retries_summary",
+        "smart_retry",
+        "first_decline_code",
         "decline_code",
         "decline_category",
         "hard_declined_payment_method",
@@ -81,12 +83,13 @@ class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdm
     ]
     fieldsets = [
         (None, {"fields": ["customer", "invoice", "policy_version", "state", "amount", "outstanding"]}),
-        ("Schedule", {"fields": ["opened_at", "next_action_at", "retries_summary"]}),
+        ("Schedule", {"fields": ["opened_at", "next_action_at", "retries_summary", "smart_retry"]}),
         (
             "Last decline",
             {
                 "fields": [
                     "decline_code",
+                    "first_decline_code",
                     "decline_category",
                     "hard_declined_payment_method",
                     "needs_staff_review",
@@ -124,6 +127,30 @@ class DunningCaseAdmin(PortalCaseActionsMixin, ReadOnlyAdminMixin, LargeTableAdm
                 case.get_state_display(),
             )
         return case.get_state_display()
+
+    @admin.display(description="Smart retry")
+    def smart_retry(self, case: DunningCase) -> str:
+        """Why the next smart retry happens when it does (or why it is skipped), as the tick decided it."""
+        timing = case.retry_timing or {}
+        if not timing:
+            return "–"
+        if timing.get("skip"):
+            return format_html('<span class="smart-retry">{}</span>', timing["skip"])
+        choice = timing.get("choice") or {}
+        runner_ups = choice.get("runner_ups") or []
+        return format_html(
+            '<div class="smart-retry"><strong>{}</strong><br><span class="quiet">Window {} – {} UTC; '
+            "runners-up: {}</span></div>",
+            timing.get("explanation", ""),
+            (timing.get("window_start") or "")[:16].replace("T", " "),
+            (timing.get("window_end") or "")[:16].replace("T", " "),
+            ", ".join(
+                f"{str(r.get('at', ''))[:16].replace('T', ' ')} ({float(r.get('p', 0)):.0%})"
+                for r in runner_ups
+                if isinstance(r, dict)
+            )
+            or "none",
+        )
 
     @admin.display(description="Recovered amount")
     def recovered_amount(self, case: DunningCase) -> str:

@@ -37,7 +37,16 @@ class PolicyStepForm(forms.ModelForm):
 
     class Meta:
         model = PolicyStep
-        fields = ["position", "day_offset", "local_hour", "action", "template_key", "decline_categories"]
+        fields = [
+            "position",
+            "day_offset",
+            "local_hour",
+            "action",
+            "template_key",
+            "decline_categories",
+            "timing",
+            "window_days",
+        ]
 
 
 class PolicyStepFormSet(BaseInlineFormSet):
@@ -62,6 +71,8 @@ class PolicyStepFormSet(BaseInlineFormSet):
                 "action": row["action"],
                 "template_key": row.get("template_key", ""),
                 "decline_categories": row.get("decline_categories") or [],
+                "timing": row.get("timing") or "fixed",
+                "window_days": row.get("window_days") or 0,
             }
             for row in sorted(rows, key=lambda row: row["position"])
         ]
@@ -136,6 +147,16 @@ class DunningPolicyAdmin(admin.ModelAdmin):
             },
         ),
         ("Caps", {"fields": ["max_retries", "network_retry_cap", "grace_period_days"]}),
+        (
+            "Smart retries (see the README: the model learns from this installation's own retries)",
+            {
+                "fields": [
+                    "smart_min_success_percent",
+                    "retry_min_spacing_hours",
+                    ("retry_budget", "retry_budget_days"),
+                ]
+            },
+        ),
         ("Timeline preview (saved draft steps, failure at 15:00 UTC)", {"fields": ["timeline_preview"]}),
     ]
     actions = ["publish_selected"]

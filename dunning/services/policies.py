@@ -52,8 +52,41 @@ def policy_steps_validate(*, steps: Sequence[dict[str, Any]], grace_period_days:
         unknown = set(step.get("decline_categories") or []) - set(DeclineCategory.values)
         if unknown:
             errors.append(f"Step {position}: unknown decline categories {sorted(unknown)}.")
+        if step.get("timing") == "smart" and action != StepAction.RETRY:
+            errors.append(f"Step {position}: only retry steps can be smart.")
+        if step.get("timing") == "smart" and not 0 <= (step.get("window_days") or 0) <= 30:
+            errors.append(f"Step {position}: a smart window lasts 0 to 30 days.")
     if errors:
         raise ValidationError(errors)
+
+
+def budget_steps(steps: Sequence[dict[str, Any]], *, retries: int, days: int) -> list[dict[str, Any]]:
+    """A Stripe-style retry budget as steps: the draft's retry steps give way to ``retries`` smart retries
+    whose windows split days 1..``days`` evenly; the model places each retry inside its window, and the
+    policy's minimum spacing keeps two retries apart across window edges. Other steps stay as they are."""
+    categories = next(
+        (list(s.get("decline_categories") or []) for s in steps if s["action"] == StepAction.RETRY),
+        [DeclineCategory.SOFT.value, DeclineCategory.PROCESSING.value],
+    )
+    span = max(days, 1) / retries
+    budget = []
+    for number in range(retries):
+        start = 1 + int(number * span)
+        end = max(start, int((number + 1) * span))
+        budget.append(
+            {
+                "day_offset": start,
+                "local_hour": 0,
+                "action": StepAction.RETRY.value,
+                "template_key": "",
+                "decline_categories": categories,
+                "timing": "smart",
+                "window_days": end - start + 1,
+            }
+        )
+    kept = [s for s in steps if s["action"] != StepAction.RETRY]
+    # Stable: a retry and another step on the same day keep the retry first.
+    return sorted([*budget, *kept], key=lambda s: (s["day_offset"], s["action"] != StepAction.RETRY))
 
 
 def policy_publish(*, policy: DunningPolicy, actor: Actor, notes: str = "") -> PolicyVersion:
@@ -61,6 +94,10 @@ def policy_publish(*, policy: DunningPolicy, actor: Actor, notes: str = "") -> P
     with transaction.atomic():
         policy = DunningPolicy.objects.select_for_update(no_key=True, of=("self",)).get(pk=policy.pk)
         steps = [step.as_frozen() for step in policy.steps.order_by("position")]
+        if policy.retry_budget:
+            steps = budget_steps(
+                steps, retries=policy.retry_budget, days=policy.retry_budget_days or 1
+            )
         if not steps:
             raise ValidationError("A policy needs at least one step before it can be published.")
         policy_steps_validate(steps=steps, grace_period_days=policy.grace_period_days)
@@ -72,6 +109,8 @@ def policy_publish(*, policy: DunningPolicy, actor: Actor, notes: str = "") -> P
             max_retries=policy.max_retries,
             network_retry_cap=policy.network_retry_cap,
             grace_period_days=policy.grace_period_days,
+            smart_min_success_percent=policy.smart_min_success_percent,
+            retry_min_spacing_hours=policy.retry_min_spacing_hours,
             published_by=actor.user,
             notes=notes,
         )
