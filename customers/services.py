@@ -333,6 +333,8 @@ def payment_method_save(
     exp_month: int | None = None,
     exp_year: int | None = None,
     make_default: bool = True,
+    funding: str | None = None,
+    country: str | None = None,
 ) -> tuple[PaymentMethod, bool]:
     """Record a payment method the gateway holds (new, or updated by a card account updater).
 
@@ -352,6 +354,8 @@ def payment_method_save(
             customer=customer, gateway_payment_method_id=gateway_payment_method_id
         )
         wanted = {"type": type, "brand": brand, "last4": last4, "exp_month": exp_month, "exp_year": exp_year}
+        # Funding and country only when the gateway told us (None: keep what we have).
+        wanted.update({k: v for k, v in (("funding", funding), ("country", country)) if v is not None})
         changed = {name: value for name, value in wanted.items() if getattr(method, name) != value}
         if created or changed:
             for name, value in wanted.items():

@@ -92,6 +92,8 @@ class PaymentMethodDetails:
     last4: str = ""
     exp_month: int | None = None
     exp_year: int | None = None
+    funding: str = "unknown"  # credit, debit, prepaid or unknown
+    country: str = ""  # the issuer's country, ISO 3166 two letters
 
 
 @dataclass(frozen=True)

@@ -191,6 +191,13 @@ class _DatabaseLedger:
             return refund_reference, amount_minor
 
 
+# Stripe's published test numbers for debit and prepaid cards; any other simulated card is credit.
+SIMULATED_FUNDING: dict[str, str] = {
+    "4000056655665556": "debit",
+    "5200828282828210": "debit",
+    "5105105105105100": "prepaid",
+}
+
 class SimulatedGateway(PaymentGateway):
     name = "simulated"
 
@@ -295,6 +302,8 @@ class SimulatedGateway(PaymentGateway):
             last4=digits[-4:],
             exp_month=exp_month,
             exp_year=exp_year,
+            funding=SIMULATED_FUNDING.get(digits, "credit"),
+            country="US",
         )
 
     def _chaos_fault(self) -> str:

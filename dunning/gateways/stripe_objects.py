@@ -95,7 +95,20 @@ def method_details(method: Mapping[str, Any]) -> PaymentMethodDetails:
         last4=str(card.get("last4") or "")[:4],
         exp_month=card.get("exp_month"),
         exp_year=card.get("exp_year"),
+        funding=card_funding(card.get("funding")),
+        country=country_code(card.get("country")),
     )
+
+
+def card_funding(value: Any) -> str:
+    """Stripe's card.funding (credit, debit, prepaid, unknown); anything else is unknown."""
+    value = str(value or "").lower()
+    return value if value in ("credit", "debit", "prepaid") else "unknown"
+
+
+def country_code(value: Any) -> str:
+    value = str(value or "").upper()
+    return value if len(value) == 2 and value.isalpha() and value.isascii() else ""
 
 
 def timestamp(value: Any) -> datetime | None:

@@ -219,6 +219,8 @@ def portal_payment_method_confirmed(
                 last4=details.last4,
                 exp_month=details.exp_month,
                 exp_year=details.exp_year,
+                funding=details.funding,
+                country=details.country,
                 # Nothing of ours to charge (or no card on file at all): it is the card on file at once.
                 make_default=not ours or previous is None,
             )

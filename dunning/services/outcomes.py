@@ -213,6 +213,8 @@ def _sync_charged_methods(settlements: Sequence[Settlement], actor: Actor) -> di
             last4=details.last4,
             exp_month=details.exp_month,
             exp_year=details.exp_year,
+            funding=details.funding,
+            country=details.country,
             make_default=True,
         )
         charged[s.attempt_id] = method.pk

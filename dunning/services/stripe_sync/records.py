@@ -118,9 +118,25 @@ def stripe_payment_method_record(
     before = PaymentMethod.objects.filter(
         customer=customer, gateway_payment_method_id=details.gateway_payment_method_id
     ).first()
-    wanted = (details.type, details.brand, details.last4, details.exp_month, details.exp_year)
+    wanted = (
+        details.type,
+        details.brand,
+        details.last4,
+        details.exp_month,
+        details.exp_year,
+        details.funding,
+        details.country,
+    )
     if before is not None:
-        current = (before.type, before.brand, before.last4, before.exp_month, before.exp_year)
+        current = (
+            before.type,
+            before.brand,
+            before.last4,
+            before.exp_month,
+            before.exp_year,
+            before.funding,
+            before.country,
+        )
         if current == wanted and (before.is_default or not make_default):
             return before, False
     method, _ = payment_method_save(
@@ -132,6 +148,8 @@ def stripe_payment_method_record(
         last4=details.last4,
         exp_month=details.exp_month,
         exp_year=details.exp_year,
+        funding=details.funding,
+        country=details.country,
         make_default=make_default,
     )
     return method, True
