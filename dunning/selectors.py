@@ -46,6 +46,8 @@ class TimelineEntry:
     due_at: datetime
     local_time: str
     categories: Sequence[str]
+    # Smart retries: the window and the slot the model would likely pick for a typical soft decline.
+    smart_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ def policy_timeline(
     opened_at = opened_at or timezone.now().replace(hour=15, minute=0, second=0, microsecond=0)
     zone = ZoneInfo(time_zone)
     by_day: dict[int, list[TimelineEntry]] = {}
+    retries_before = 0
     for index, step in enumerate(steps):
         due = step_due_at(
             opened_at=opened_at,
@@ -87,8 +90,12 @@ def policy_timeline(
                 due_at=due,
                 local_time=due.astimezone(zone).strftime("%H:%M"),
                 categories=step.get("decline_categories") or [],
+                smart_note=_smart_note(steps, index, opened_at, time_zone, shift, retries_before + 1)
+                if step.get("timing") == "smart" and step["action"] == StepAction.RETRY
+                else "",
             )
         )
+        retries_before += step["action"] == StepAction.RETRY
     last = max(by_day, default=0)
     start_date = opened_at.astimezone(zone).date()
     return [
@@ -99,6 +106,54 @@ def policy_timeline(
         )
         for day in range(0, last + 1)
     ]
+
+
+def _smart_note(
+    steps: Sequence[dict[str, Any]],
+    index: int,
+    opened_at: datetime,
+    time_zone: str,
+    shift: timedelta,
+    retry_number: int,
+) -> str:
+    """"smart, days 1–3: likely Fri 09:00 (38 %)" for a typical case (insufficient funds, card of unknown
+    funding, 50.00 in the policy's terms); real cases get their own slot when the window opens."""
+    from dunning.services.planning import CaseSnapshot, VersionRules, smart_window
+    from dunning.services.smart_timing import current_model
+    from dunning.timing.features import RetryContext
+    from dunning.timing.model import choose_slot
+
+    snapshot = CaseSnapshot(
+        opened_at=opened_at,
+        time_zone=time_zone,
+        schedule_shift=shift,
+        next_step_index=index,
+        retry_count=retry_number - 1,
+        decline_category="soft",
+        hard_declined_payment_method_id=None,
+        default_payment_method_id=None,
+        network_attempts_30d=0,
+    )
+    start, end = smart_window(VersionRules(steps, 20, 100), snapshot, index)
+    context = RetryContext(
+        decline_code="insufficient_funds",
+        decline_category="soft",
+        retry_number=retry_number,
+        funding="unknown",
+        brand="",
+        amount_minor=5000,
+        exponent=2,
+        segment="",
+        country="",
+        time_zone=time_zone,
+        last_failure_at=opened_at,
+        payday=None,
+    )
+    choice = choose_slot(current_model(), context, window_start=start, window_end=end, fixed_at=start)
+    zone = ZoneInfo(time_zone)
+    first, last = steps[index]["day_offset"], (end.astimezone(zone).date() - opened_at.astimezone(zone).date()).days
+    days = f"day {first}" if last <= first else f"days {first}–{last}"
+    return f"smart, {days}: likely {choice.at.astimezone(zone):%a %H:%M} ({choice.estimate.p:.0%})"
 
 
 @dataclass(frozen=True)
