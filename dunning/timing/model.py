@@ -1,0 +1,482 @@
+"""The timing model: probability that a retry succeeds at a given moment, and the choice of the best slot.
+
+Estimation, in three steps:
+
+1. **Base rate, shrunk and with fallback.** The category's rate is shrunk toward the built-in prior of the
+   code, ``(s + k * p_prior) / (n + k)`` with ``k = BASE_PRIOR_STRENGTH`` (a beta-binomial posterior mean);
+   the code's own rate is then shrunk toward that category rate. Feature levels are read from the code's
+   counts when the code has at least ``CODE_MIN_ATTEMPTS`` attempts, otherwise from the whole category's
+   (summed over its codes): a rare code borrows the time-of-day shape of its siblings.
+2. **One estimate per feature level.** For feature ``f`` at level ``l``, the level's rate is shrunk toward
+   the feature's base rate scaled by the prior odds ratio of that level (``priors.prior_multiplier``), with
+   ``k = LEVEL_PRIOR_STRENGTH``. No data gives the prior; thousands of attempts give the data.
+3. **Combination in log-odds** (naive Bayes): ``logit(p) = logit(base) + w * sum_f (logit(p_f,l) -
+   logit(base_f))``. Naive Bayes assumes the features independent given success; they are not (weekday and
+   day of month both carry the payday signal, hour and hours-since-failure overlap), and summing correlated
+   evidence overstates confidence. The damping weight ``w = DAMPING < 1`` shrinks the sum; 0.6 is a
+   judgement that keeps two fully redundant features at about one feature's worth of evidence.
+   The result is clamped to [0.001, 0.999].
+
+Speed: the log-odds term of a (code, category, feature, level) never changes for a built model, so terms are
+memoised on the instance. ``choose_slot`` scores the case's fixed features once, the day features once per
+local day and only the hour and hours-since-failure per candidate, and builds full ``Evidence`` only for the
+chosen slot and the fixed slot.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from functools import lru_cache
+
+from dunning.timing.explain import explain_choice
+from dunning.timing.features import (
+    FEATURES,
+    RetryContext,
+    amount_band,
+    effective_payday,
+    hour_level,
+    hours_since_failure_level,
+    level,
+    payday_days_on,
+    payday_level,
+    raw_features_at,
+    retry_number_level,
+    zone,
+)
+from dunning.timing.priors import BASE_PRIOR_STRENGTH, LEVEL_PRIOR_STRENGTH, prior_base, prior_multiplier
+
+DAMPING = 0.6
+# Below this many attempts a code's feature levels come from its whole category.
+CODE_MIN_ATTEMPTS = 200
+P_MIN, P_MAX = 0.001, 0.999
+DEFAULT_LOCAL_HOURS: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19)
+RUNNER_UPS = 3
+JSON_VERSION = 1
+TOTALS = ("", "")
+
+Counts = Mapping[tuple[str, str, str], tuple[int, int]]
+
+
+def logit(p: float) -> float:
+    p = min(max(p, P_MIN), P_MAX)
+    return math.log(p / (1.0 - p))
+
+
+def sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def shrink(successes: int, attempts: int, prior: float, strength: float) -> float:
+    """Beta-binomial posterior mean: the observed rate pulled toward ``prior`` by ``strength`` pseudo-attempts."""
+    return (successes + strength * prior) / (attempts + strength)
+
+
+def scale_odds(p: float, odds_ratio: float) -> float:
+    """``p`` with its odds multiplied by ``odds_ratio``, so the result stays inside (0, 1)."""
+    return p * odds_ratio / (1.0 - p + p * odds_ratio)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    feature: str
+    level: str
+    attempts: int
+    successes: int
+    p: float  # shrunk estimate for that level
+    contribution: float = 0.0  # damped log-odds this level adds to the base (0 = neutral)
+
+
+@dataclass(frozen=True)
+class Estimate:
+    p: float  # probability of success, 0..1
+    attempts: int  # attempts behind the base rate used (code, or category if the code is thin)
+    parts: tuple[Evidence, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "p": round(self.p, 4),
+            "attempts": self.attempts,
+            "parts": [
+                {
+                    "feature": part.feature,
+                    "level": part.level,
+                    "attempts": part.attempts,
+                    "successes": part.successes,
+                    "p": round(part.p, 4),
+                    "contribution": round(part.contribution, 4),
+                }
+                for part in self.parts
+            ],
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class _Base:
+    """Everything about a (code, category) that does not depend on the feature level."""
+
+    logit: float
+    attempts: int
+    source: str  # key of the counts the levels come from: the code, or the category
+    from_code: bool
+    prior: float
+    p: float
+
+
+class TimingModel:
+    def __init__(
+        self,
+        counts: Counts,
+        *,
+        categories: Mapping[str, str],
+        built_at: datetime | None = None,
+    ) -> None:
+        # counts: (code, feature, level) -> (attempts, successes); (code, "", "") -> code totals.
+        self.counts: dict[tuple[str, str, str], tuple[int, int]] = {
+            key: (int(value[0]), int(value[1])) for key, value in counts.items()
+        }
+        self.categories: dict[str, str] = dict(categories)
+        self.built_at = built_at
+        self._category_counts: dict[tuple[str, str, str], tuple[int, int]] = {}
+        self._feature_totals: dict[tuple[bool, str, str], tuple[int, int]] = {}
+        for (code, feature, level_name), (attempts, successes) in self.counts.items():
+            category = self.categories.get(code, "")
+            key = (category, feature, level_name)
+            seen = self._category_counts.get(key, (0, 0))
+            self._category_counts[key] = (seen[0] + attempts, seen[1] + successes)
+        for from_code, table in ((True, self.counts), (False, self._category_counts)):
+            for (owner, feature, _level), (attempts, successes) in table.items():
+                if not feature:
+                    continue
+                seen = self._feature_totals.get((from_code, owner, feature), (0, 0))
+                self._feature_totals[(from_code, owner, feature)] = (seen[0] + attempts, seen[1] + successes)
+        self._bases: dict[tuple[str, str], _Base] = {}
+        self._terms: dict[tuple[str, str, str, str], tuple[float, float, int, int]] = {}
+
+    # Construction ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_raw_counts(
+        cls,
+        rows: Iterable[tuple[str, str, str, object, int, int]],
+        *,
+        built_at: datetime | None = None,
+    ) -> TimingModel:
+        """Rows (code, category, feature, raw value, attempts, successes); feature "" = totals per code.
+        Raw values are bucketed with ``level()``, so several raw values can add up in one level."""
+        counts: dict[tuple[str, str, str], tuple[int, int]] = {}
+        categories: dict[str, str] = {}
+        for code, category, feature, raw, attempts, successes in rows:
+            categories[code] = category
+            key = (code, "", "") if not feature else (code, feature, level(feature, raw))
+            seen = counts.get(key, (0, 0))
+            counts[key] = (seen[0] + int(attempts), seen[1] + int(successes))
+        return cls(counts, categories=categories, built_at=built_at)
+
+    @classmethod
+    def empty(cls) -> TimingModel:
+        """Priors only."""
+        return cls({}, categories={})
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "version": JSON_VERSION,
+            "built_at": self.built_at.isoformat() if self.built_at else None,
+            "categories": dict(sorted(self.categories.items())),
+            "counts": [
+                [code, feature, level_name, attempts, successes]
+                for (code, feature, level_name), (attempts, successes) in sorted(self.counts.items())
+            ],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, object]) -> TimingModel:
+        version = data.get("version")
+        if version != JSON_VERSION:
+            raise ValueError(f"unsupported timing model version {version!r}")
+        built_at = data.get("built_at")
+        rows = data.get("counts") or []
+        counts = {
+            (str(code), str(feature), str(level_name)): (int(attempts), int(successes))
+            for code, feature, level_name, attempts, successes in rows  # type: ignore[attr-defined]
+        }
+        categories = {str(k): str(v) for k, v in dict(data.get("categories") or {}).items()}  # type: ignore[call-overload]
+        return cls(
+            counts,
+            categories=categories,
+            built_at=datetime.fromisoformat(str(built_at)) if built_at else None,
+        )
+
+    # Scoring --------------------------------------------------------------------------------------------
+
+    def _base(self, code: str, category: str) -> _Base:
+        key = (code, category)
+        base = self._bases.get(key)
+        if base is None:
+            prior = prior_base(code, category)
+            cat_attempts, cat_successes = self._category_counts.get((category, *TOTALS), (0, 0))
+            category_p = shrink(cat_successes, cat_attempts, prior, BASE_PRIOR_STRENGTH)
+            code_attempts, code_successes = self.counts.get((code, *TOTALS), (0, 0))
+            code_p = shrink(code_successes, code_attempts, category_p, BASE_PRIOR_STRENGTH)
+            from_code = code_attempts >= CODE_MIN_ATTEMPTS
+            base = _Base(
+                logit=logit(code_p),
+                attempts=code_attempts if from_code else cat_attempts,
+                source=code if from_code else category,
+                from_code=from_code,
+                prior=prior,
+                p=code_p,
+            )
+            self._bases[key] = base
+        return base
+
+    def _term(self, code: str, category: str, feature: str, level_name: str) -> tuple[float, float, int, int]:
+        """(damped log-odds contribution, shrunk level p, attempts, successes) of one feature level."""
+        key = (code, category, feature, level_name)
+        term = self._terms.get(key)
+        if term is None:
+            base = self._base(code, category)
+            table = self.counts if base.from_code else self._category_counts
+            feature_attempts, feature_successes = self._feature_totals.get(
+                (base.from_code, base.source, feature), (0, 0)
+            )
+            feature_p = shrink(feature_successes, feature_attempts, base.p, BASE_PRIOR_STRENGTH)
+            centre = scale_odds(feature_p, prior_multiplier(code, category, feature, level_name))
+            attempts, successes = table.get((base.source, feature, level_name), (0, 0))
+            level_p = shrink(successes, attempts, centre, LEVEL_PRIOR_STRENGTH)
+            term = (DAMPING * (logit(level_p) - logit(feature_p)), level_p, attempts, successes)
+            self._terms[key] = term
+        return term
+
+    def estimate_levels(self, code: str, category: str, level_names: Mapping[str, str]) -> Estimate:
+        base = self._base(code, category)
+        total = base.logit
+        parts = []
+        for feature in FEATURES:
+            level_name = level_names[feature]
+            contribution, level_p, attempts, successes = self._term(code, category, feature, level_name)
+            total += contribution
+            parts.append(Evidence(feature, level_name, attempts, successes, level_p, contribution))
+        return Estimate(p=min(max(sigmoid(total), P_MIN), P_MAX), attempts=base.attempts, parts=tuple(parts))
+
+    def estimate(self, ctx: RetryContext, at: datetime) -> Estimate:
+        raw = raw_features_at(ctx, at)
+        level_names = {feature: level(feature, getattr(raw, feature)) for feature in FEATURES}
+        return self.estimate_levels(ctx.decline_code, ctx.decline_category, level_names)
+
+    def case_levels(self, ctx: RetryContext) -> dict[str, str]:
+        """Levels of the features that do not change with the slot."""
+        return {
+            "retry_number": retry_number_level(ctx.retry_number),
+            "funding": level("funding", ctx.funding),
+            "brand": level("brand", ctx.brand),
+            "amount_band": str(amount_band(ctx.amount_minor, ctx.exponent)),
+            "segment": level("segment", ctx.segment),
+            "country": level("country", ctx.country),
+        }
+
+
+@dataclass(frozen=True)
+class SlotChoice:
+    at: datetime  # aware UTC, on the hour (local)
+    estimate: Estimate
+    runner_ups: tuple[tuple[datetime, float], ...]  # next best distinct slots (other local day or hour block)
+    fixed_at: datetime | None
+    fixed_estimate: Estimate | None
+    explanation: str = ""  # explain(ctx) at the time of the choice, so to_json needs no context
+
+    def explain(self, ctx: RetryContext) -> str:
+        return explain_choice(
+            ctx,
+            at=self.at,
+            estimate=self.estimate,
+            fixed_estimate=self.fixed_estimate,
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "at": self.at.isoformat(),
+            "p": round(self.estimate.p, 4),
+            "attempts": self.estimate.attempts,
+            "parts": self.estimate.to_json()["parts"],
+            "runner_ups": [{"at": at.isoformat(), "p": round(p, 4)} for at, p in self.runner_ups],
+            "fixed_at": self.fixed_at.isoformat() if self.fixed_at else None,
+            "fixed_p": round(self.fixed_estimate.p, 4) if self.fixed_estimate else None,
+            "explanation": self.explanation,
+        }
+
+
+def _require_aware(name: str, value: datetime | None) -> None:
+    if value is not None and value.utcoffset() is None:
+        raise ValueError(f"{name} must be an aware datetime")
+
+
+def choose_slot(
+    model: TimingModel,
+    ctx: RetryContext,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    not_before: datetime | None = None,
+    fixed_at: datetime | None = None,
+    local_hours: Sequence[int] = DEFAULT_LOCAL_HOURS,
+) -> SlotChoice:
+    """The best local on-the-hour slot in [window_start, window_end], at or after ``not_before``.
+
+    Candidates are each hour of ``local_hours`` on each local day touching the window. Local times that do not
+    exist (a spring-forward gap) are skipped; ambiguous ones (fall-back) take their first occurrence. When no
+    candidate survives, the answer is the earliest allowed moment, ``max(window_start, not_before)`` clamped to
+    ``window_end``. Ties go to the earliest slot.
+    """
+    for name, value in (
+        ("window_start", window_start),
+        ("window_end", window_end),
+        ("not_before", not_before),
+    ):
+        _require_aware(name, value)
+    if window_end < window_start:
+        raise ValueError("window_end is before window_start")
+    code, category = ctx.decline_code, ctx.decline_category
+    tz = zone(ctx.time_zone)
+    pattern = effective_payday(ctx)
+    term = model._term
+    base = model._base(code, category)
+    case_logit = base.logit
+    for feature, level_name in model.case_levels(ctx).items():
+        case_logit += term(code, category, feature, level_name)[0]
+    earliest = window_start if not_before is None or not_before < window_start else not_before
+    hours = sorted({hour for hour in local_hours if 0 <= hour < 24})
+    last_failure = ctx.last_failure_at
+
+    candidates: list[tuple[datetime, float, date, str]] = []
+    day = window_start.astimezone(tz).date()
+    last_day = window_end.astimezone(tz).date()
+    while day <= last_day:
+        day_logit = (
+            case_logit
+            + term(code, category, "weekday", level("weekday", day.weekday()))[0]
+            + term(code, category, "day_of_month", str(day.day))[0]
+            + term(code, category, "payday_days", payday_level(payday_days_on(pattern, day)))[0]
+        )
+        for hour in hours:
+            local = datetime(day.year, day.month, day.day, hour, tzinfo=tz)
+            at = local.astimezone(UTC)
+            if at < earliest or at > window_end:
+                continue
+            if at.astimezone(tz).hour != hour:
+                continue  # a wall-clock hour skipped by a DST change
+            block = hour_level(hour)
+            seconds = (at - last_failure).total_seconds()
+            since = hours_since_failure_level(int(seconds // 3600) if seconds >= 0 else None)
+            score = (
+                day_logit
+                + term(code, category, "hour", block)[0]
+                + term(code, category, "hours_since_failure", since)[0]
+            )
+            candidates.append((at, score, day, block))
+        day += timedelta(days=1)
+
+    if not candidates:
+        at = min(earliest, window_end).astimezone(UTC)
+        return _choice(model, ctx, at, (), fixed_at)
+    candidates.sort(key=lambda candidate: candidate[0])
+    best = candidates[0]
+    for candidate in candidates[1:]:
+        if candidate[1] > best[1]:
+            best = candidate
+    runner_ups: list[tuple[datetime, float]] = []
+    taken = {(best[2], best[3])}
+    for at, score, local_day, block in sorted(
+        candidates, key=lambda candidate: (-candidate[1], candidate[0])
+    ):
+        if len(runner_ups) == RUNNER_UPS:
+            break
+        if (local_day, block) in taken:
+            continue
+        taken.add((local_day, block))
+        runner_ups.append((at, min(max(sigmoid(score), P_MIN), P_MAX)))
+    return _choice(model, ctx, best[0], tuple(runner_ups), fixed_at)
+
+
+def _choice(
+    model: TimingModel,
+    ctx: RetryContext,
+    at: datetime,
+    runner_ups: tuple[tuple[datetime, float], ...],
+    fixed_at: datetime | None,
+) -> SlotChoice:
+    estimate = model.estimate(ctx, at)
+    fixed_estimate = model.estimate(ctx, fixed_at) if fixed_at is not None else None
+    explanation = explain_choice(ctx, at=at, estimate=estimate, fixed_estimate=fixed_estimate)
+    return SlotChoice(
+        at=at,
+        estimate=estimate,
+        runner_ups=runner_ups,
+        fixed_at=fixed_at,
+        fixed_estimate=fixed_estimate,
+        explanation=explanation,
+    )
+
+
+def _ceil_to_local_hour(moment: datetime, time_zone: str) -> datetime:
+    """The next local on-the-hour instant at or after ``moment``. For any slot on a local hour, whole hours since
+    this instant equal whole hours since ``moment``, so the cache key loses nothing for the candidates."""
+    local = moment.astimezone(zone(time_zone))
+    floored = local.replace(minute=0, second=0, microsecond=0)
+    if floored != local:
+        floored += timedelta(hours=1)
+    return floored.astimezone(UTC)
+
+
+@lru_cache(maxsize=65536)
+def _choose_slot_memo(
+    model: TimingModel,
+    ctx: RetryContext,
+    window_start: datetime,
+    window_end: datetime,
+    not_before: datetime | None,
+    fixed_at: datetime | None,
+    local_hours: tuple[int, ...],
+) -> SlotChoice:
+    return choose_slot(
+        model,
+        ctx,
+        window_start=window_start,
+        window_end=window_end,
+        not_before=not_before,
+        fixed_at=fixed_at,
+        local_hours=local_hours,
+    )
+
+
+def choose_slot_cached(
+    model: TimingModel,
+    ctx: RetryContext,
+    *,
+    window_start: datetime,
+    window_end: datetime,
+    not_before: datetime | None = None,
+    fixed_at: datetime | None = None,
+    local_hours: Sequence[int] = DEFAULT_LOCAL_HOURS,
+) -> SlotChoice:
+    """``choose_slot`` memoised on (model identity, context, window, spacing, fixed slot, hours).
+
+    ``last_failure_at`` is rounded up to the local hour for the key, which is exact for the on-the-hour
+    candidates; only the fallback moment and the fixed slot's estimate can move across an hours-since-failure
+    boundary (6 h, 24 h, 3 d, 7 d) by under an hour. Cases that share a decline, card, amount band, segment,
+    country, zone and failure hour share an answer. Build a new ``TimingModel`` to invalidate (the key holds
+    the model's identity); ``clear_slot_cache()`` frees the memory of old models.
+    """
+    key_ctx = replace(ctx, last_failure_at=_ceil_to_local_hour(ctx.last_failure_at, ctx.time_zone))
+    return _choose_slot_memo(
+        model, key_ctx, window_start, window_end, not_before, fixed_at, tuple(local_hours)
+    )
+
+
+def clear_slot_cache() -> None:
+    _choose_slot_memo.cache_clear()
