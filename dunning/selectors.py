@@ -151,7 +151,10 @@ def _smart_note(
     )
     choice = choose_slot(current_model(), context, window_start=start, window_end=end, fixed_at=start)
     zone = ZoneInfo(time_zone)
-    first, last = steps[index]["day_offset"], (end.astimezone(zone).date() - opened_at.astimezone(zone).date()).days
+    # A window that ends at midnight ends with the day before.
+    last_moment = max(start, end - timedelta(seconds=1))
+    first = steps[index]["day_offset"]
+    last = (last_moment.astimezone(zone).date() - opened_at.astimezone(zone).date()).days
     days = f"day {first}" if last <= first else f"days {first}–{last}"
     return f"smart, {days}: likely {choice.at.astimezone(zone):%a %H:%M} ({choice.estimate.p:.0%})"
 

@@ -15,7 +15,7 @@ from customers.currencies import minor_unit_exponent
 from dunning.models import RetryTimingModel
 from dunning.services.planning import CaseSnapshot, VersionRules, smart_window
 from dunning.timing.features import RawFeatures, RetryContext, raw_features_at
-from dunning.timing.model import TimingModel, choose_slot
+from dunning.timing.model import TimingModel, choose_slot_cached
 from dunning.timing.payday import PaydayPattern
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def decide_slot(
             "hours after the last failure"
         )
         return SlotDecision(now, {**record, "at": now.isoformat(), "skip": reason}, reason, True)
-    choice = choose_slot(
+    choice = choose_slot_cached(
         model,
         ctx,
         window_start=start,
