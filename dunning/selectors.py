@@ -116,7 +116,7 @@ def _smart_note(
     shift: timedelta,
     retry_number: int,
 ) -> str:
-    """"smart, days 1–3: likely Fri 09:00 (38 %)" for a typical case (insufficient funds, card of unknown
+    """ "smart, days 1–3: likely Fri 09:00 (38 %)" for a typical case (insufficient funds, card of unknown
     funding, 50.00 in the policy's terms); real cases get their own slot when the window opens."""
     from dunning.services.planning import CaseSnapshot, VersionRules, smart_window
     from dunning.services.smart_timing import current_model

@@ -66,8 +66,15 @@ def test_the_model_counts_processed_tick_retries_by_code_and_feature() -> None:
         # Not learnt from: not processed, still pending, a staff retry, a processing-error code elsewhere.
         + [{"status": AttemptStatus.FAILED, "processed": False}] * 7
         + [{"status": AttemptStatus.FAILED, "source": AttemptSource.STAFF}] * 3
-        + [{"status": AttemptStatus.FAILED, "retried_decline_code": "processing_error",
-            "retried_decline_category": "processing", "payday_days": 0}] * 4,
+        + [
+            {
+                "status": AttemptStatus.FAILED,
+                "retried_decline_code": "processing_error",
+                "retried_decline_category": "processing",
+                "payday_days": 0,
+            }
+        ]
+        * 4,
     )
     out = StringIO()
     call_command("learn_retry_timing", "--now", NOW.isoformat(), stdout=out, stderr=StringIO())
@@ -114,8 +121,12 @@ def test_paydays_are_found_from_paid_invoices_and_noise_finds_none() -> None:
 def test_only_the_newest_models_are_kept_and_the_rebuild_is_scheduled_nightly() -> None:
     for day in range(33):
         call_command(
-            "learn_retry_timing", "--now", (NOW + timedelta(days=day)).isoformat(), "--no-paydays",
-            stdout=StringIO(), stderr=StringIO(),
+            "learn_retry_timing",
+            "--now",
+            (NOW + timedelta(days=day)).isoformat(),
+            "--no-paydays",
+            stdout=StringIO(),
+            stderr=StringIO(),
         )
     assert RetryTimingModel.objects.count() == 30
     assert RetryTimingModel.objects.latest().built_at == NOW + timedelta(days=32)

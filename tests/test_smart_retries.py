@@ -47,7 +47,9 @@ def smart_policy(*, window_days: int = 3, **fields: object) -> DunningPolicy:
         publish=False,
         **fields,
     )
-    PolicyStep.objects.filter(policy=policy, position=2).update(timing=RetryTiming.SMART, window_days=window_days)
+    PolicyStep.objects.filter(policy=policy, position=2).update(
+        timing=RetryTiming.SMART, window_days=window_days
+    )
     policy_publish(policy=policy, actor=TEST_ACTOR)
     return policy
 
@@ -141,7 +143,13 @@ def test_no_slot_inside_the_spacing_skips_the_retry_with_the_reason() -> None:
 
 def _rules(window_days: int, spacing_hours: int, threshold: float = 0.0) -> VersionRules:
     steps = [
-        {"day_offset": 0, "local_hour": None, "action": "email", "template_key": "x", "decline_categories": []},
+        {
+            "day_offset": 0,
+            "local_hour": None,
+            "action": "email",
+            "template_key": "x",
+            "decline_categories": [],
+        },
         {
             "day_offset": 1,
             "local_hour": 9,
@@ -207,17 +215,17 @@ def test_property_smart_slots_stay_in_the_window_and_keep_the_spacing() -> None:
 
 def test_planning_runs_a_chosen_slot_only_when_due_and_carries_a_skip_reason() -> None:
     rules = _rules(3, 20)
-    base = dict(
-        opened_at=OPENED,
-        time_zone="UTC",
-        schedule_shift=timedelta(0),
-        next_step_index=1,
-        retry_count=0,
-        decline_category="soft",
-        hard_declined_payment_method_id=None,
-        default_payment_method_id=1,
-        network_attempts_30d=0,
-    )
+    base = {
+        "opened_at": OPENED,
+        "time_zone": "UTC",
+        "schedule_shift": timedelta(0),
+        "next_step_index": 1,
+        "retry_count": 0,
+        "decline_category": "soft",
+        "hard_declined_payment_method_id": None,
+        "default_payment_method_id": 1,
+        "network_attempts_30d": 0,
+    }
     window_start = datetime(2026, 5, 5, 9, tzinfo=UTC)
     assert plan_case(rules, CaseSnapshot(**base), window_start).choose_slot == 1
     slot = window_start + timedelta(days=1, hours=2)
@@ -233,9 +241,27 @@ def test_planning_runs_a_chosen_slot_only_when_due_and_carries_a_skip_reason() -
 
 def test_a_retry_budget_becomes_smart_steps_whose_windows_split_the_days() -> None:
     steps = [
-        {"day_offset": 0, "local_hour": None, "action": "email", "template_key": "a", "decline_categories": []},
-        {"day_offset": 2, "local_hour": 9, "action": "retry", "template_key": "", "decline_categories": ["soft"]},
-        {"day_offset": 14, "local_hour": 10, "action": "email", "template_key": "b", "decline_categories": []},
+        {
+            "day_offset": 0,
+            "local_hour": None,
+            "action": "email",
+            "template_key": "a",
+            "decline_categories": [],
+        },
+        {
+            "day_offset": 2,
+            "local_hour": 9,
+            "action": "retry",
+            "template_key": "",
+            "decline_categories": ["soft"],
+        },
+        {
+            "day_offset": 14,
+            "local_hour": 10,
+            "action": "email",
+            "template_key": "b",
+            "decline_categories": [],
+        },
     ]
     result = budget_steps(steps, retries=4, days=28)
     retries = [s for s in result if s["action"] == "retry"]

@@ -198,6 +198,7 @@ SIMULATED_FUNDING: dict[str, str] = {
     "5105105105105100": "prepaid",
 }
 
+
 class SimulatedGateway(PaymentGateway):
     name = "simulated"
 

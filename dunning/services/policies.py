@@ -95,9 +95,7 @@ def policy_publish(*, policy: DunningPolicy, actor: Actor, notes: str = "") -> P
         policy = DunningPolicy.objects.select_for_update(no_key=True, of=("self",)).get(pk=policy.pk)
         steps = [step.as_frozen() for step in policy.steps.order_by("position")]
         if policy.retry_budget:
-            steps = budget_steps(
-                steps, retries=policy.retry_budget, days=policy.retry_budget_days or 1
-            )
+            steps = budget_steps(steps, retries=policy.retry_budget, days=policy.retry_budget_days or 1)
         if not steps:
             raise ValidationError("A policy needs at least one step before it can be published.")
         policy_steps_validate(steps=steps, grace_period_days=policy.grace_period_days)

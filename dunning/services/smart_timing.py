@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from customers.currencies import minor_unit_exponent
 from dunning.models import RetryTimingModel
 from dunning.services.planning import CaseSnapshot, VersionRules, smart_window
-from dunning.timing.features import RawFeatures, RetryContext, raw_features_at
+from dunning.timing.features import FEATURES, RawFeatures, RetryContext, level, raw_features_at
 from dunning.timing.model import TimingModel, choose_slot_cached
 from dunning.timing.payday import PaydayPattern
 
@@ -40,6 +40,7 @@ def current_model() -> TimingModel:
     )
     with _cache_lock:
         _cached = (newest, model)
+    _PREDICTIONS.clear()  # the old model's estimates (and the references that keep it alive)
     return model
 
 
@@ -140,9 +141,33 @@ def slot_of(retry_timing: Any) -> tuple[int, datetime, str] | None:
     if not retry_timing or retry_timing.get("step") is None or not retry_timing.get("at"):
         return None
     try:
-        return int(retry_timing["step"]), datetime.fromisoformat(retry_timing["at"]), retry_timing.get("skip") or ""
+        return (
+            int(retry_timing["step"]),
+            datetime.fromisoformat(retry_timing["at"]),
+            retry_timing.get("skip") or "",
+        )
     except (TypeError, ValueError):
         return None
+
+
+# Keyed on the model object itself (identity hash): a dead model's id can never be mistaken for a new one.
+_PREDICTIONS: dict[tuple[TimingModel, str, str, RawFeatures], float] = {}
+_PREDICTIONS_MAX = 200_000
+
+
+def predicted_success(model: TimingModel, ctx: RetryContext, raw: RawFeatures) -> float:
+    """The model's estimate for a retry sent in ``raw``'s situation. Memoised: the cases of one tick share
+    their situations (same hour, same decline, same kind of card), and an estimate costs ~40 µs."""
+    key = (model, ctx.decline_code, ctx.decline_category, raw)
+    p = _PREDICTIONS.get(key)
+    if p is None:
+        if len(_PREDICTIONS) >= _PREDICTIONS_MAX:
+            _PREDICTIONS.clear()
+        levels = {feature: level(feature, getattr(raw, feature)) for feature in FEATURES}
+        p = _PREDICTIONS[key] = round(
+            model.estimate_levels(ctx.decline_code, ctx.decline_category, levels).p, 4
+        )
+    return p
 
 
 def attempt_features(model: TimingModel, ctx: RetryContext, *, at: datetime, smart: bool) -> dict[str, Any]:
@@ -163,7 +188,7 @@ def attempt_features(model: TimingModel, ctx: RetryContext, *, at: datetime, sma
         "amount_band": raw.amount_band,
         "segment": raw.segment[:50],
         "country": raw.country[:2],
-        "predicted_success": round(model.estimate(ctx, at).p, 4),
+        "predicted_success": predicted_success(model, ctx, raw),
     }
 
 
@@ -184,4 +209,3 @@ TIMING_COLUMNS = (
     "country",
     "predicted_success",
 )
-

@@ -171,10 +171,12 @@ def paydays_detect(*, now: datetime, progress: Progress | None = None) -> int:
     """Pass 2: detect and store each customer's payday; returns how many customers have one."""
     found = 0
     pending: dict[int, dict[str, object] | None] = {}
-    seen = 0
-    for customer_id, _zone_name, dates in _payday_dates(now):
-        seen += 1
-        pattern = detect_payday(dates, min_events=PAYDAY_MIN_PAYMENTS) if len(dates) >= PAYDAY_MIN_PAYMENTS else None
+    for seen, (customer_id, _zone_name, dates) in enumerate(_payday_dates(now), start=1):
+        pattern = (
+            detect_payday(dates, min_events=PAYDAY_MIN_PAYMENTS)
+            if len(dates) >= PAYDAY_MIN_PAYMENTS
+            else None
+        )
         pending[customer_id] = pattern.to_json() if pattern else None
         found += pattern is not None
         if len(pending) >= PAYDAY_CHUNK:
@@ -187,7 +189,9 @@ def paydays_detect(*, now: datetime, progress: Progress | None = None) -> int:
     return found
 
 
-def retry_timing_learn(*, now: datetime, progress: Progress | None = None, paydays: bool = True) -> RetryTimingModel:
+def retry_timing_learn(
+    *, now: datetime, progress: Progress | None = None, paydays: bool = True
+) -> RetryTimingModel:
     """Rebuild the model (and the customers' paydays) and keep it as the newest ``RetryTimingModel``."""
     started = time.perf_counter()
     with_payday = paydays_detect(now=now, progress=progress) if paydays else 0
