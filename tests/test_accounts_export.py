@@ -74,12 +74,21 @@ def test_a_row_carries_the_account_its_billing_contact_and_default_method() -> N
         currency="EUR",
         locale="en-GB",
         time_zone="Europe/London",
+        country="GB",
     )
     ContactFactory(customer=customer, name="First", email="first@example.com")
     ContactFactory(customer=customer, name="Second", email="second@example.com")
     ContactFactory(customer=customer, role=ContactRole.TECHNICAL, email="it@example.com")
     PaymentMethodFactory(customer=customer, is_default=False, last4="1111")
-    PaymentMethodFactory(customer=customer, brand="amex", last4="0005", exp_month=3, exp_year=2031)
+    PaymentMethodFactory(
+        customer=customer,
+        brand="amex",
+        last4="0005",
+        exp_month=3,
+        exp_year=2031,
+        funding="debit",
+        country="US",
+    )
     (row,) = rows_of(export())
     assert list(row) == list(COLUMN_NAMES)
     assert row == {
@@ -91,6 +100,7 @@ def test_a_row_carries_the_account_its_billing_contact_and_default_method() -> N
         "currency": "EUR",
         "locale": "en-GB",
         "time_zone": "Europe/London",
+        "country": "GB",
         "billing_contact_name": "First",
         "billing_contact_email": "first@example.com",
         "payment_method_type": "card",
@@ -98,6 +108,8 @@ def test_a_row_carries_the_account_its_billing_contact_and_default_method() -> N
         "payment_method_last4": "0005",
         "payment_method_exp_month": "3",
         "payment_method_exp_year": "2031",
+        "payment_method_funding": "debit",
+        "payment_method_country": "US",
         "open_balance": "0.00",
         "oldest_due_date": "",
     }
@@ -152,16 +164,21 @@ def test_an_abandoned_download_is_audited_as_incomplete() -> None:
 def test_postgresql_and_python_write_the_same_bytes() -> None:
     """The export is formatted by PostgreSQL's COPY there and by Python elsewhere: the suite runs on both,
     against the same expected bytes."""
-    customer = CustomerFactory(external_id="=x", name='a,"b"\nc', company="'q", email="", currency="KWD")
+    customer = CustomerFactory(
+        external_id="=x", name='a,"b"\nc', company="'q", email="", currency="KWD", country="KW"
+    )
     ContactFactory(customer=customer, name="", email="@b.example")
-    PaymentMethodFactory(customer=customer, exp_month=None, exp_year=None, brand="-", last4="")
+    PaymentMethodFactory(
+        customer=customer, exp_month=None, exp_year=None, brand="-", last4="", funding="prepaid", country="KW"
+    )
     due = datetime(2026, 1, 2, 23, 30, tzinfo=UTC)
     InvoiceFactory(customer=customer, amount_due_minor=1005, currency="KWD", due_at=due)
     CustomerFactory(external_id="plain", name="Plain", email="p@example.com", currency="CLF")
     assert export() == (
         ",".join(COLUMN_NAMES) + "\n"
-        '\'=x,"a,""b""\nc",,\'\'q,smb,KWD,en,Europe/Paris,,\'@b.example,card,\'-,,,,1.005,2026-01-02\n'
-        "plain,Plain,p@example.com,Example Ltd,smb,CLF,en,Europe/Paris,,,,,,,,0.0000,\n"
+        '\'=x,"a,""b""\nc",,\'\'q,smb,KWD,en,Europe/Paris,KW,,\'@b.example,card,\'-,,,,prepaid,KW,1.005,'
+        "2026-01-02\n"
+        "plain,Plain,p@example.com,Example Ltd,smb,CLF,en,Europe/Paris,,,,,,,,,,,0.0000,\n"
     )
 
 
