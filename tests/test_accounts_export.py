@@ -197,13 +197,14 @@ def test_round_trip_export_then_import_changes_nothing() -> None:
         segment="",
         currency="JPY",
         time_zone="Asia/Tokyo",
+        country="JP",
     )
     ContactFactory(customer=tricky, name="'quoted", email="x@example.com")
     PaymentMethodFactory(
         customer=tricky, type="sepa_debit", brand="", last4="", exp_month=None, exp_year=None
     )
     plain = CustomerFactory(external_id="acct-2")
-    PaymentMethodFactory(customer=plain)
+    PaymentMethodFactory(customer=plain, funding="prepaid", country="DE")
     InvoiceFactory(customer=plain, amount_due_minor=1234)
     CustomerFactory(external_id="acct-3")  # no contact, no method
     before = list(Customer.objects.values_list("external_id", "updated_at"))
@@ -218,14 +219,39 @@ def test_round_trip_export_then_import_changes_nothing() -> None:
 
 
 def test_a_round_trip_into_an_empty_database_recreates_the_accounts() -> None:
-    customer = CustomerFactory(external_id="acct-1", name="-5 Ltd")
+    customer = CustomerFactory(external_id="acct-1", name="-5 Ltd", country="NL")
     ContactFactory(customer=customer, email="pay@example.com")
-    PaymentMethodFactory(customer=customer, last4="4242")
+    PaymentMethodFactory(customer=customer, last4="4242", funding="debit", country="BE")
+    unknown = CustomerFactory(external_id="acct-2")
+    PaymentMethodFactory(customer=unknown, last4="0002")  # funding unknown, no issuing country
     text = export()
     Customer.objects.all().delete()
     report = accounts_import(source=io.BytesIO(text.encode()), actor=ACTOR, file_name="export.csv")
-    assert report.created == 1
+    assert report.created == 2
     again = Customer.objects.get(external_id="acct-1")
-    assert again.name == "-5 Ltd"
+    assert (again.name, again.country) == ("-5 Ltd", "NL")
     assert again.contacts.get().email == "pay@example.com"
-    assert again.payment_methods.get().last4 == "4242"
+    method = again.payment_methods.get()
+    assert (method.last4, method.funding, method.country) == ("4242", "debit", "BE")
+    other = Customer.objects.get(external_id="acct-2")
+    method = other.payment_methods.get()
+    assert (other.country, method.funding, method.country) == ("", "unknown", "")
+    assert export() == text
+
+
+def test_country_funding_and_card_country_are_exported_with_the_default_method() -> None:
+    customer = CustomerFactory(external_id="acct-1", country="SE")
+    PaymentMethodFactory(customer=customer, is_default=False, last4="1111", funding="credit", country="US")
+    PaymentMethodFactory(customer=customer, last4="2222", funding="prepaid", country="SE")
+    CustomerFactory(external_id="acct-2")  # no country, no method
+    rows = {row["external_id"]: row for row in rows_of(export())}
+    assert [rows["acct-1"][c] for c in ("country", "payment_method_funding", "payment_method_country")] == [
+        "SE",
+        "prepaid",
+        "SE",
+    ]
+    assert [rows["acct-2"][c] for c in ("country", "payment_method_funding", "payment_method_country")] == [
+        "",
+        "",
+        "",
+    ]
