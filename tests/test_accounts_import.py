@@ -500,6 +500,9 @@ def test_the_documented_example_file_imports() -> None:
     assert (report.ok, report.created) == (True, 5)
     assert Customer.objects.get(external_id="acme-005").company == "=Summit Health"
     assert Customer.objects.get(external_id="acme-003").payment_methods.get().type == "sepa_debit"
+    kenji = Customer.objects.get(external_id="acme-004")
+    method = kenji.payment_methods.get()
+    assert (kenji.country, method.funding, method.country) == ("JP", "debit", "JP")
 
 
 # --- Smart retry data: customer country, card funding and issuing country -----------------------------------

@@ -339,7 +339,9 @@ class RowValidator:
         payment: tuple[Any, ...] = _NO_PAYMENT
         if self._payment:
             kind, brand, last4, month, year = (cells[p] for p in self._payment)
-            funding, country = self._optional_payment_cells(cells)
+            funding_at, country_at = self._pm_funding_position, self._pm_country_position
+            funding = cells[funding_at] if funding_at is not None else ""
+            country = cells[country_at] if country_at is not None else ""
             if kind or brand or last4 or month or year or funding or country:
                 if not kind or bool(month) != bool(year):
                     raise _NeedsFullCheck
