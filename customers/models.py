@@ -151,7 +151,10 @@ class PaymentMethod(models.Model):
     exp_year = models.PositiveSmallIntegerField(null=True, blank=True)
     gateway_payment_method_id = models.CharField(max_length=100, blank=True)
     funding = models.CharField(
-        max_length=10, choices=CardFunding.choices, default=CardFunding.UNKNOWN, db_default=CardFunding.UNKNOWN
+        max_length=10,
+        choices=CardFunding.choices,
+        default=CardFunding.UNKNOWN,
+        db_default=CardFunding.UNKNOWN,
     )
     country = models.CharField(
         max_length=2, blank=True, db_default="", help_text="Issuing country (ISO 3166 two-letter code)."
