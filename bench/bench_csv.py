@@ -39,18 +39,19 @@ CUSTOMER_COLUMNS = [
     "currency",
     "locale",
     "time_zone",
+    "country",
     "gateway_customer_id",
     "entitlement_state",
     "created_at",
     "updated_at",
 ]
 MARKETS = [
-    ("USD", "en-US", "America/New_York"),
-    ("EUR", "fr-FR", "Europe/Paris"),
-    ("EUR", "de-DE", "Europe/Berlin"),
-    ("GBP", "en-GB", "Europe/London"),
-    ("JPY", "ja-JP", "Asia/Tokyo"),
-    ("SEK", "sv-SE", "Europe/Stockholm"),
+    ("USD", "en-US", "America/New_York", "US"),
+    ("EUR", "fr-FR", "Europe/Paris", "FR"),
+    ("EUR", "de-DE", "Europe/Berlin", "DE"),
+    ("GBP", "en-GB", "Europe/London", "GB"),
+    ("JPY", "ja-JP", "Asia/Tokyo", "JP"),
+    ("SEK", "sv-SE", "Europe/Stockholm", "SE"),
 ]
 NAMES = ["Ada", "Bruno", "Chloé", "Dmitri", "Elena", "Farah", "Gustav", "Hana", "Inès", "Jonas", "Kenji"]
 SURNAMES = ["Andersen", "Bauer", "Costa", "Dubois", "Eriksson", "García", "Hoffmann", "Ito", "Kowalski"]
@@ -67,7 +68,7 @@ def generate(path: Path, rows: int, baseline_path: Path | None = None) -> None:
         writer.writerow(COLUMN_NAMES)
         base = csv.writer(baseline_path.open("w", newline="", encoding="utf-8")) if baseline_path else None
         for n in range(rows):
-            currency, locale, time_zone = MARKETS[n % len(MARKETS)]
+            currency, locale, time_zone, country = MARKETS[n % len(MARKETS)]
             first, last = NAMES[n % len(NAMES)], SURNAMES[(n // 7) % len(SURNAMES)]
             company = f"{last}, {first} & Co" if n % 10 == 0 else f"{last} {n % 5000}"
             email = f"{first.lower().replace('é', 'e').replace('è', 'e')}.{n}@example.com"
@@ -80,6 +81,7 @@ def generate(path: Path, rows: int, baseline_path: Path | None = None) -> None:
                 currency,
                 locale,
                 time_zone,
+                country,
             ]
             writer.writerow(
                 [
@@ -91,6 +93,8 @@ def generate(path: Path, rows: int, baseline_path: Path | None = None) -> None:
                     f"{rng.randrange(10_000):04d}",
                     str(1 + n % 12),
                     str(2027 + n % 5),
+                    ("credit", "debit", "prepaid")[n % 3],
+                    country,
                     "",
                     "",
                 ]

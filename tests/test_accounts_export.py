@@ -74,12 +74,21 @@ def test_a_row_carries_the_account_its_billing_contact_and_default_method() -> N
         currency="EUR",
         locale="en-GB",
         time_zone="Europe/London",
+        country="GB",
     )
     ContactFactory(customer=customer, name="First", email="first@example.com")
     ContactFactory(customer=customer, name="Second", email="second@example.com")
     ContactFactory(customer=customer, role=ContactRole.TECHNICAL, email="it@example.com")
     PaymentMethodFactory(customer=customer, is_default=False, last4="1111")
-    PaymentMethodFactory(customer=customer, brand="amex", last4="0005", exp_month=3, exp_year=2031)
+    PaymentMethodFactory(
+        customer=customer,
+        brand="amex",
+        last4="0005",
+        exp_month=3,
+        exp_year=2031,
+        funding="debit",
+        country="US",
+    )
     (row,) = rows_of(export())
     assert list(row) == list(COLUMN_NAMES)
     assert row == {
@@ -91,6 +100,7 @@ def test_a_row_carries_the_account_its_billing_contact_and_default_method() -> N
         "currency": "EUR",
         "locale": "en-GB",
         "time_zone": "Europe/London",
+        "country": "GB",
         "billing_contact_name": "First",
         "billing_contact_email": "first@example.com",
         "payment_method_type": "card",
@@ -98,6 +108,8 @@ def test_a_row_carries_the_account_its_billing_contact_and_default_method() -> N
         "payment_method_last4": "0005",
         "payment_method_exp_month": "3",
         "payment_method_exp_year": "2031",
+        "payment_method_funding": "debit",
+        "payment_method_country": "US",
         "open_balance": "0.00",
         "oldest_due_date": "",
     }
@@ -152,16 +164,21 @@ def test_an_abandoned_download_is_audited_as_incomplete() -> None:
 def test_postgresql_and_python_write_the_same_bytes() -> None:
     """The export is formatted by PostgreSQL's COPY there and by Python elsewhere: the suite runs on both,
     against the same expected bytes."""
-    customer = CustomerFactory(external_id="=x", name='a,"b"\nc', company="'q", email="", currency="KWD")
+    customer = CustomerFactory(
+        external_id="=x", name='a,"b"\nc', company="'q", email="", currency="KWD", country="KW"
+    )
     ContactFactory(customer=customer, name="", email="@b.example")
-    PaymentMethodFactory(customer=customer, exp_month=None, exp_year=None, brand="-", last4="")
+    PaymentMethodFactory(
+        customer=customer, exp_month=None, exp_year=None, brand="-", last4="", funding="prepaid", country="KW"
+    )
     due = datetime(2026, 1, 2, 23, 30, tzinfo=UTC)
     InvoiceFactory(customer=customer, amount_due_minor=1005, currency="KWD", due_at=due)
     CustomerFactory(external_id="plain", name="Plain", email="p@example.com", currency="CLF")
     assert export() == (
         ",".join(COLUMN_NAMES) + "\n"
-        '\'=x,"a,""b""\nc",,\'\'q,smb,KWD,en,Europe/Paris,,\'@b.example,card,\'-,,,,1.005,2026-01-02\n'
-        "plain,Plain,p@example.com,Example Ltd,smb,CLF,en,Europe/Paris,,,,,,,,0.0000,\n"
+        '\'=x,"a,""b""\nc",,\'\'q,smb,KWD,en,Europe/Paris,KW,,\'@b.example,card,\'-,,,,prepaid,KW,1.005,'
+        "2026-01-02\n"
+        "plain,Plain,p@example.com,Example Ltd,smb,CLF,en,Europe/Paris,,,,,,,,,,,0.0000,\n"
     )
 
 
@@ -180,13 +197,14 @@ def test_round_trip_export_then_import_changes_nothing() -> None:
         segment="",
         currency="JPY",
         time_zone="Asia/Tokyo",
+        country="JP",
     )
     ContactFactory(customer=tricky, name="'quoted", email="x@example.com")
     PaymentMethodFactory(
         customer=tricky, type="sepa_debit", brand="", last4="", exp_month=None, exp_year=None
     )
     plain = CustomerFactory(external_id="acct-2")
-    PaymentMethodFactory(customer=plain)
+    PaymentMethodFactory(customer=plain, funding="prepaid", country="DE")
     InvoiceFactory(customer=plain, amount_due_minor=1234)
     CustomerFactory(external_id="acct-3")  # no contact, no method
     before = list(Customer.objects.values_list("external_id", "updated_at"))
@@ -201,14 +219,39 @@ def test_round_trip_export_then_import_changes_nothing() -> None:
 
 
 def test_a_round_trip_into_an_empty_database_recreates_the_accounts() -> None:
-    customer = CustomerFactory(external_id="acct-1", name="-5 Ltd")
+    customer = CustomerFactory(external_id="acct-1", name="-5 Ltd", country="NL")
     ContactFactory(customer=customer, email="pay@example.com")
-    PaymentMethodFactory(customer=customer, last4="4242")
+    PaymentMethodFactory(customer=customer, last4="4242", funding="debit", country="BE")
+    unknown = CustomerFactory(external_id="acct-2")
+    PaymentMethodFactory(customer=unknown, last4="0002")  # funding unknown, no issuing country
     text = export()
     Customer.objects.all().delete()
     report = accounts_import(source=io.BytesIO(text.encode()), actor=ACTOR, file_name="export.csv")
-    assert report.created == 1
+    assert report.created == 2
     again = Customer.objects.get(external_id="acct-1")
-    assert again.name == "-5 Ltd"
+    assert (again.name, again.country) == ("-5 Ltd", "NL")
     assert again.contacts.get().email == "pay@example.com"
-    assert again.payment_methods.get().last4 == "4242"
+    method = again.payment_methods.get()
+    assert (method.last4, method.funding, method.country) == ("4242", "debit", "BE")
+    other = Customer.objects.get(external_id="acct-2")
+    method = other.payment_methods.get()
+    assert (other.country, method.funding, method.country) == ("", "unknown", "")
+    assert export() == text
+
+
+def test_country_funding_and_card_country_are_exported_with_the_default_method() -> None:
+    customer = CustomerFactory(external_id="acct-1", country="SE")
+    PaymentMethodFactory(customer=customer, is_default=False, last4="1111", funding="credit", country="US")
+    PaymentMethodFactory(customer=customer, last4="2222", funding="prepaid", country="SE")
+    CustomerFactory(external_id="acct-2")  # no country, no method
+    rows = {row["external_id"]: row for row in rows_of(export())}
+    assert [rows["acct-1"][c] for c in ("country", "payment_method_funding", "payment_method_country")] == [
+        "SE",
+        "prepaid",
+        "SE",
+    ]
+    assert [rows["acct-2"][c] for c in ("country", "payment_method_funding", "payment_method_country")] == [
+        "",
+        "",
+        "",
+    ]

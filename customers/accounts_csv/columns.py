@@ -21,6 +21,10 @@ class Column:
     group: str
     help: str
     required: bool = False  # the header must be in every file
+    # May be left out of a file that has the rest of its group. Columns added to a group after files were
+    # in circulation are optional, so those files keep importing; an optional column still needs the rest
+    # of its group (a card's funding means nothing without the card).
+    optional: bool = False
 
 
 COLUMNS: tuple[Column, ...] = (
@@ -32,6 +36,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("currency", Group.CUSTOMER, "ISO 4217 code in upper case, e.g. EUR.", True),
     Column("locale", Group.CUSTOMER, "Language tag, e.g. en, fr-FR."),
     Column("time_zone", Group.CUSTOMER, "IANA name, e.g. Europe/Paris."),
+    Column("country", Group.CUSTOMER, "ISO 3166 two-letter country code, e.g. US; may be empty."),
     Column("billing_contact_name", Group.BILLING_CONTACT, "Name of the billing contact; may be empty."),
     Column(
         "billing_contact_email", Group.BILLING_CONTACT, "Billing contact email; empty leaves contacts alone."
@@ -41,6 +46,18 @@ COLUMNS: tuple[Column, ...] = (
     Column("payment_method_last4", Group.PAYMENT_METHOD, "Last four digits."),
     Column("payment_method_exp_month", Group.PAYMENT_METHOD, "Expiry month, 1-12."),
     Column("payment_method_exp_year", Group.PAYMENT_METHOD, "Expiry year, four digits."),
+    Column(
+        "payment_method_funding",
+        Group.PAYMENT_METHOD,
+        "credit, debit, prepaid or unknown; empty leaves it alone.",
+        optional=True,
+    ),
+    Column(
+        "payment_method_country",
+        Group.PAYMENT_METHOD,
+        "Issuing country, ISO 3166 two-letter code, e.g. US; empty leaves it alone.",
+        optional=True,
+    ),
     Column("open_balance", Group.INFORMATIONAL, "Export only: total left to pay on open invoices."),
     Column("oldest_due_date", Group.INFORMATIONAL, "Export only: due date of the oldest open invoice."),
 )

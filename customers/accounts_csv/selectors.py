@@ -18,6 +18,8 @@ EXPORT_CHUNK_ROWS = 5000
 
 
 # Text columns get the same spreadsheet-formula escaping as ``columns.escape_cell``, done by PostgreSQL.
+# The query's columns, in the CSV's order: these, the expiry month and year, the method's funding and
+# issuing country (METHOD_DETAIL_COLUMNS, text too), then the open balance and the oldest due date.
 _ESCAPED_COLUMNS = (
     "external_id",
     "name",
@@ -27,12 +29,14 @@ _ESCAPED_COLUMNS = (
     "currency",
     "locale",
     "time_zone",
+    "country",
     "billing_name",
     "billing_email",
     "default_method__type",
     "default_method__brand",
     "default_method__last4",
 )
+METHOD_DETAIL_COLUMNS = ("default_method__funding", "default_method__country")
 
 
 def account_export_rows(*, queryset: QuerySet[Customer]) -> Iterator[tuple[Any, ...]]:
@@ -70,6 +74,7 @@ def account_export_queryset(*, queryset: QuerySet[Customer]) -> QuerySet[Custome
             *_ESCAPED_COLUMNS,
             "default_method__exp_month",
             "default_method__exp_year",
+            *METHOD_DETAIL_COLUMNS,
             "open_balance",
             "oldest_due",
         )
@@ -107,6 +112,7 @@ def account_export_copy_sql(*, queryset: QuerySet[Customer]) -> str:
         *(_escaped(c) for c in _ESCAPED_COLUMNS),
         'e."default_method__exp_month"',
         'e."default_method__exp_year"',
+        *(_escaped(c) for c in METHOD_DETAIL_COLUMNS),
         balance,
         """to_char(e."oldest_due" AT TIME ZONE 'UTC', 'YYYY-MM-DD')""",
     ]

@@ -322,12 +322,15 @@ class AccountExport:
         yield self.header()
         escape = escape_cell
         for values in account_export_rows(queryset=self.queryset):
-            *text, month, year, balance, oldest_due = values
+            # See account_export_queryset for the order.
+            *text, month, year, funding, country, balance, oldest_due = values
             writer.writerow(
                 [
                     *(escape(v) if v else "" for v in text),
                     month,
                     year,
+                    escape(funding) if funding else "",
+                    escape(country) if country else "",
                     str(to_major_units(balance, values[5])),
                     oldest_due.astimezone(UTC).date().isoformat() if oldest_due else "",
                 ]

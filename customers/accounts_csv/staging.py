@@ -26,6 +26,7 @@ from django.db import connections, transaction
 from customers.accounts_csv.columns import CUSTOMER_FIELDS
 from customers.accounts_csv.validation import STAGE_COLUMNS, RowError
 from customers.actors import Actor
+from customers.models import CardFunding
 
 STAGE = "customers_import_stage"
 PLAN = "customers_import_plan"
@@ -37,10 +38,14 @@ WORK_MEM = "64MB"
 CONTACT_INSERT = "INSERT INTO customers_contact (customer_id, role, name, email, created_at)"
 METHOD_INSERT = """
     INSERT INTO customers_paymentmethod (
-        customer_id, type, brand, last4, exp_month, exp_year, gateway_payment_method_id,
+        customer_id, type, brand, last4, exp_month, exp_year, funding, country, gateway_payment_method_id,
         is_default, created_at, updated_at
     )
 """
+# A row that leaves funding or issuing country empty says nothing about them: a new method gets the model's
+# defaults (the same as the column defaults), an existing one keeps what it has.
+NEW_METHOD_FUNDING = f"COALESCE(pm_funding, '{CardFunding.UNKNOWN.value}')"
+NEW_METHOD_COUNTRY = "COALESCE(pm_country, '')"
 _STAGE_TYPES = {"line": "integer", "ok": "boolean", "pm_exp_month": "integer", "pm_exp_year": "integer"}
 
 
@@ -209,6 +214,8 @@ class AccountStage:
                             WHEN pm.type = s.pm_type AND pm.brand = s.pm_brand AND pm.last4 = s.pm_last4 THEN
                                 CASE WHEN pm.exp_month IS NOT DISTINCT FROM s.pm_exp_month
                                       AND pm.exp_year IS NOT DISTINCT FROM s.pm_exp_year
+                                      AND (s.pm_funding IS NULL OR s.pm_funding = pm.funding)
+                                      AND (s.pm_country IS NULL OR s.pm_country = pm.country)
                                      THEN 'keep' ELSE 'update' END
                             ELSE 'replace' END AS pm_action
                 FROM {STAGE} s
@@ -270,11 +277,15 @@ class AccountStage:
                 """,
                 [stamp],
             )
-            # Same card (type, brand, last four): only its expiry moved, e.g. a renewed card.
+            # Same card (type, brand, last four): only its expiry moved (a renewed card), or the file tells
+            # its funding or issuing country; an empty funding or country cell keeps the stored one.
             self._execute(
                 f"""
                 UPDATE customers_paymentmethod
-                SET exp_month = s.pm_exp_month, exp_year = s.pm_exp_year, updated_at = %s
+                SET exp_month = s.pm_exp_month, exp_year = s.pm_exp_year,
+                    funding = COALESCE(s.pm_funding, customers_paymentmethod.funding),
+                    country = COALESCE(s.pm_country, customers_paymentmethod.country),
+                    updated_at = %s
                 FROM {PLAN} p JOIN {STAGE} s ON s.line = p.line
                 WHERE customers_paymentmethod.id = p.pm_id AND p.pm_action = 'update'
                 """,
@@ -294,8 +305,8 @@ class AccountStage:
         self._execute(
             f"""
             {METHOD_INSERT}
-            SELECT p.customer_id, s.pm_type, s.pm_brand, s.pm_last4, s.pm_exp_month, s.pm_exp_year, '',
-                   TRUE, %s, %s
+            SELECT p.customer_id, s.pm_type, s.pm_brand, s.pm_last4, s.pm_exp_month, s.pm_exp_year,
+                   {NEW_METHOD_FUNDING}, {NEW_METHOD_COUNTRY}, '', TRUE, %s, %s
             FROM {PLAN} p JOIN {STAGE} s ON s.line = p.line
             WHERE p.pm_action IN ('insert', 'replace'){only_existing}
             """,
@@ -328,7 +339,8 @@ class AccountStage:
                     FROM created WHERE contact_email IS NOT NULL
                 )
                 {METHOD_INSERT}
-                SELECT customer_id, pm_type, pm_brand, pm_last4, pm_exp_month, pm_exp_year, '', TRUE, %s, %s
+                SELECT customer_id, pm_type, pm_brand, pm_last4, pm_exp_month, pm_exp_year,
+                       {NEW_METHOD_FUNDING}, {NEW_METHOD_COUNTRY}, '', TRUE, %s, %s
                 FROM created WHERE pm_type IS NOT NULL
                 """,
                 [stamp, stamp, stamp, stamp, stamp],
@@ -364,9 +376,20 @@ class AccountStage:
                 f"THEN {json.array(contact_old, contact_new)} END",
             )
         )
-        method_old = _describe_method("pm.type", "pm.brand", "pm.last4", "pm.exp_month", "pm.exp_year")
+        method_old = _describe_method(
+            "pm.type", "pm.brand", "pm.last4", "pm.exp_month", "pm.exp_year", "pm.funding", "pm.country"
+        )
+        # What the method holds after the import: an empty funding or country cell keeps the stored value
+        # on the same card ('update'), and gives the defaults to a new one.
+        same_card = "CASE WHEN p.pm_action = 'update' THEN pm.{} END"
         method_new = _describe_method(
-            "s.pm_type", "s.pm_brand", "s.pm_last4", "s.pm_exp_month", "s.pm_exp_year"
+            "s.pm_type",
+            "s.pm_brand",
+            "s.pm_last4",
+            "s.pm_exp_month",
+            "s.pm_exp_year",
+            f"COALESCE(s.pm_funding, {same_card.format('funding')}, '{CardFunding.UNKNOWN.value}')",
+            f"COALESCE(s.pm_country, {same_card.format('country')}, '')",
         )
         changes.append(
             (
@@ -405,10 +428,17 @@ class AccountStage:
         )
 
 
-def _describe_method(kind: str, brand: str, last4: str, month: str, year: str) -> str:
-    """SQL for "card visa 4242 12/2027": how a payment method reads in the audit log."""
+def _describe_method(
+    kind: str, brand: str, last4: str, month: str, year: str, funding: str, country: str
+) -> str:
+    """SQL for "card visa 4242 12/2027 credit US": how a payment method reads in the audit log.
+
+    Funding is left out while unknown and the issuing country while blank, so the common case stays short.
+    """
     expiry = f"COALESCE(' ' || CAST({month} AS TEXT) || '/' || CAST({year} AS TEXT), '')"
-    return f"{kind} || ' ' || {brand} || ' ' || {last4} || {expiry}"
+    funding_part = f"CASE WHEN {funding} <> '{CardFunding.UNKNOWN.value}' THEN ' ' || {funding} ELSE '' END"
+    country_part = f"CASE WHEN {country} <> '' THEN ' ' || {country} ELSE '' END"
+    return f"{kind} || ' ' || {brand} || ' ' || {last4} || {expiry} || {funding_part} || {country_part}"
 
 
 class _Json:

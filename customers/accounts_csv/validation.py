@@ -17,6 +17,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxLengthValidator, validate_email
 from django.db import models
+from django.db.models.fields import NOT_PROVIDED
 
 from customers.accounts_csv.columns import (
     COLUMNS,
@@ -30,6 +31,7 @@ from customers.accounts_csv.columns import (
 from customers.currencies import is_currency, minor_unit_exponent
 from customers.models import Contact, Customer, PaymentMethod
 from customers.money import to_minor_units
+from customers.validators import validate_country
 
 # The staging table's columns, in the order :meth:`RowValidator.validate` returns them.
 STAGE_COLUMNS: tuple[str, ...] = (
@@ -43,6 +45,7 @@ STAGE_COLUMNS: tuple[str, ...] = (
     "currency",
     "locale",
     "time_zone",
+    "country",
     "contact_name",
     "contact_email",
     "pm_type",
@@ -50,7 +53,14 @@ STAGE_COLUMNS: tuple[str, ...] = (
     "pm_last4",
     "pm_exp_month",
     "pm_exp_year",
+    # NULL: the file says nothing about them (column left out, or cell empty), so the stored value stays;
+    # a new method gets the model's default.
+    "pm_funding",
+    "pm_country",
 )
+# An invalid row is staged with its line and key only, so duplicates among invalid rows are reported too.
+_BLANK_VALUES = (None,) * (len(STAGE_COLUMNS) - 3)
+_NO_PAYMENT = (None,) * 7
 MAX_VALUE_IN_ERROR = 80
 MAX_REASON_IN_ERROR = 300
 # Customer columns that cannot be empty when the file has them (left out, they keep their values).
@@ -139,6 +149,47 @@ def field_cleaner(model: type[models.Model], name: str, *, memo: bool = False) -
     return _Answers(full).__getitem__
 
 
+COUNTRY_MESSAGE = (
+    "Not an ISO 3166 two-letter country code: use two letters, e.g. US, DE or fr, or leave it empty."
+)
+
+
+def country_cleaner(model: type[models.Model], name: str) -> Cleaner:
+    """Cleans a country cell: any case in the file, stored in capitals, empty allowed.
+
+    Files from other systems often write ``us`` or ``De``; the model (and the admin) only take capitals,
+    so the value is upper-cased first and then held to the model field and ``validate_country``. Only ASCII
+    is upper-cased: ``"ß".upper()`` is ``"SS"``, which must not pass for a country.
+    """
+    field = model._meta.get_field(name)
+
+    def clean(value: str) -> str:
+        code = value.upper() if value.isascii() else value
+        try:
+            field.clean(code, None)
+            validate_country(code)
+        except ValidationError:
+            raise ValidationError(COUNTRY_MESSAGE, code="invalid_country") from None
+        return code
+
+    return _Answers(clean).__getitem__
+
+
+def choice_cleaner(model: type[models.Model], name: str) -> Cleaner:
+    """Cleans a cell of a field with choices, case-insensitively; the error lists the allowed values."""
+    field = model._meta.get_field(name)
+    allowed = [str(value) for value, _label in field.choices or ()]
+    message = f"Must be one of {', '.join(allowed)} (any case), or empty."
+
+    def clean(value: str) -> Any:
+        lowered = value.lower()
+        if lowered not in allowed:
+            raise ValidationError(message, code="invalid_choice")
+        return field.clean(lowered, None)
+
+    return _Answers(clean).__getitem__
+
+
 class _NeedsFullCheck(Exception):
     """The fast path met something it leaves to the thorough one."""
 
@@ -175,9 +226,9 @@ def read_header(line: int, cells: list[str]) -> Layout:
     if missing:
         errors.append(RowError(line, ", ".join(missing), "Required column missing from the header row.", ""))
     for group in (Group.BILLING_CONTACT, Group.PAYMENT_METHOD):
-        names = [c.name for c in COLUMNS if c.group == group]
-        found = [n for n in names if n in positions]
-        if found and len(found) != len(names):
+        names = [c.name for c in COLUMNS if c.group == group and not c.optional]
+        found = [c.name for c in COLUMNS if c.group == group and c.name in positions]
+        if found and any(n not in positions for n in names):
             errors.append(
                 RowError(
                     line,
@@ -190,7 +241,12 @@ def read_header(line: int, cells: list[str]) -> Layout:
 
 
 def _default(model: type[models.Model], name: str) -> Any:
-    return model._meta.get_field(name).get_default()
+    field = model._meta.get_field(name)
+    # A field with only a database default (db_default) gives an expression from get_default(); the
+    # staging table needs the value itself.
+    if not field.has_default() and field.db_default is not NOT_PROVIDED:
+        return field.db_default
+    return field.get_default()
 
 
 class RowValidator:
@@ -209,7 +265,10 @@ class RowValidator:
         self._customer: list[tuple[str, int | None, Cleaner, Any]] = []
         for name in CUSTOMER_FIELDS[1:]:
             memo = name in ("segment", "currency", "locale", "time_zone")
-            cleaner = field_cleaner(Customer, name, memo=memo)
+            if name == "country":
+                cleaner = country_cleaner(Customer, name)
+            else:
+                cleaner = field_cleaner(Customer, name, memo=memo)
             # Left out of the file: new accounts get the model default, existing ones keep theirs.
             self._customer.append((name, positions.get(name), cleaner, _default(Customer, name)))
         self._currency_position = positions["currency"]
@@ -221,10 +280,15 @@ class RowValidator:
         self._contact_name = field_cleaner(Contact, "name")
         self._contact_email = field_cleaner(Contact, "email")
         self._payment = (
-            tuple(positions[c.name] for c in COLUMNS if c.group == Group.PAYMENT_METHOD)
+            tuple(positions[c.name] for c in COLUMNS if c.group == Group.PAYMENT_METHOD and not c.optional)
             if "payment_method_type" in positions
             else None
         )
+        # Optional columns of the group (read_header makes sure they only come with the others).
+        self._pm_funding_position = positions.get("payment_method_funding")
+        self._pm_country_position = positions.get("payment_method_country")
+        self._pm_funding = choice_cleaner(PaymentMethod, "funding")
+        self._pm_country = country_cleaner(PaymentMethod, "country")
         self._pm_cleaners = (
             field_cleaner(PaymentMethod, "type", memo=True),
             field_cleaner(PaymentMethod, "brand", memo=True),
@@ -272,10 +336,13 @@ class RowValidator:
                 contact = (self._contact_name(name), self._contact_email(email))
             elif name:
                 raise _NeedsFullCheck
-        payment: tuple[Any, ...] = (None, None, None, None, None)
+        payment: tuple[Any, ...] = _NO_PAYMENT
         if self._payment:
             kind, brand, last4, month, year = (cells[p] for p in self._payment)
-            if kind or brand or last4 or month or year:
+            funding_at, country_at = self._pm_funding_position, self._pm_country_position
+            funding = cells[funding_at] if funding_at is not None else ""
+            country = cells[country_at] if country_at is not None else ""
+            if kind or brand or last4 or month or year or funding or country:
                 if not kind or bool(month) != bool(year):
                     raise _NeedsFullCheck
                 clean_type, clean_brand, clean_last4, clean_month, clean_year = self._pm_cleaners
@@ -290,6 +357,8 @@ class RowValidator:
                     clean_last4(last4) if last4 else "",
                     exp_month,
                     exp_year,
+                    self._pm_funding(funding) if funding else None,
+                    self._pm_country(country) if country else None,
                 )
         if self._balance_position is not None or self._due_date_position is not None:
             errors: list[RowError] = []
@@ -313,7 +382,7 @@ class RowValidator:
                 error = RowError(line, "", f"Expected {width} cells like the header row, found {len(raw)}.")
                 key_position = self._external_id[0]
                 key = raw[key_position].strip() if key_position < len(raw) else ""
-                return (line, key.replace("\0", "\ufffd"), False, *([None] * 14)), [error]
+                return (line, key.replace("\0", "\ufffd"), False, *_BLANK_VALUES), [error]
         cells = [c.strip() for c in raw]
         joined = "".join(cells)
         if "\0" in joined:
@@ -357,7 +426,7 @@ class RowValidator:
                 values.append(None)
 
         contact = self._clean_contact(errors, line, cells) if self._contact else (None, None)
-        payment = self._clean_payment(errors, line, cells) if self._payment else (None,) * 5
+        payment = self._clean_payment(errors, line, cells) if self._payment else _NO_PAYMENT
         if self._balance_position is not None:
             self._balance(errors, line, cells[self._balance_position], cells[self._currency_position])
         if self._due_date_position is not None:
@@ -365,7 +434,7 @@ class RowValidator:
 
         if errors:
             # Rows with errors are still staged by key, so duplicates among them are reported too.
-            return (line, external_id.replace("\0", "\ufffd"), False, *([None] * 14)), errors
+            return (line, external_id.replace("\0", "\ufffd"), False, *_BLANK_VALUES), errors
         return (line, external_id, True, *values, *contact, *payment), errors
 
     @staticmethod
@@ -390,12 +459,21 @@ class RowValidator:
             self._check(errors, line, "billing_contact_email", email, self._contact_email),
         )
 
+    def _optional_payment_cells(self, cells: list[str]) -> tuple[str, str]:
+        """The funding and issuing country cells, empty when their column is left out of the file."""
+        funding, country = self._pm_funding_position, self._pm_country_position
+        return (
+            cells[funding] if funding is not None else "",
+            cells[country] if country is not None else "",
+        )
+
     def _clean_payment(self, errors: list[RowError], line: int, cells: list[str]) -> tuple[Any, ...]:
         assert self._payment is not None
         kind, brand, last4, month, year = (cells[p] for p in self._payment)
+        funding, country = self._optional_payment_cells(cells)
         clean_type, clean_brand, clean_last4, clean_month, clean_year = self._pm_cleaners
-        if not (kind or brand or last4 or month or year):
-            return (None,) * 5
+        if not (kind or brand or last4 or month or year or funding or country):
+            return _NO_PAYMENT
         if not kind:
             errors.append(
                 RowError(line, "payment_method_type", "Required when any payment method column is set.")
@@ -424,7 +502,18 @@ class RowValidator:
                 errors.append(
                     RowError(line, "payment_method_exp_year", "Must have four digits.", _shorten(year))
                 )
-        return kind, brand, last4, exp_month, exp_year
+        # Empty: the file does not know, so the stored value stays (see STAGE_COLUMNS).
+        funding = (
+            self._check(errors, line, "payment_method_funding", funding, self._pm_funding)
+            if funding
+            else None
+        )
+        country = (
+            self._check(errors, line, "payment_method_country", country, self._pm_country)
+            if country
+            else None
+        )
+        return kind, brand, last4, exp_month, exp_year, funding, country
 
     @staticmethod
     def _balance(errors: list[RowError], line: int, value: str, currency: str) -> None:

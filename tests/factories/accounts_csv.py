@@ -20,6 +20,7 @@ def account_row(number: int = 1, **overrides: Any) -> dict[str, str]:
         "currency": "EUR",
         "locale": "fr-FR",
         "time_zone": "Europe/Paris",
+        "country": "FR",
         "billing_contact_name": "Accounts payable",
         "billing_contact_email": f"billing{number}@example.com",
         "payment_method_type": "card",
@@ -27,6 +28,8 @@ def account_row(number: int = 1, **overrides: Any) -> dict[str, str]:
         "payment_method_last4": f"{number % 10000:04d}",
         "payment_method_exp_month": "12",
         "payment_method_exp_year": "2030",
+        "payment_method_funding": "credit",
+        "payment_method_country": "FR",
         "open_balance": "",
         "oldest_due_date": "",
     }
