@@ -85,10 +85,18 @@ def bootstrap_mean_interval(
     seed: int,
     resamples: int = 1000,
     confidence: float = CONFIDENCE,
+    full_size: int | None = None,
+    full_mean: float | None = None,
 ) -> Interval | None:
     """The mean of ``values`` with a percentile bootstrap interval: ``resamples`` resamples of the same
     size, drawn with replacement by a generator seeded with ``seed`` (the same input gives the same
-    interval). None without values. Its cost is ``len(values) × resamples`` draws: callers cap both."""
+    interval). None without values. Its cost is ``len(values) × resamples`` draws: callers cap both.
+
+    When ``values`` are a sample of a larger set (``full_size`` values whose mean is ``full_mean``), the
+    interval is centred on ``full_mean`` and its half-widths shrink by sqrt(sample / full_size): the
+    m-out-of-n bootstrap's rescaling for a mean, whose spread falls as 1/sqrt(n). Without it, a capped
+    sample would report the wider interval of the smaller sample.
+    """
     if not values:
         return None
     if resamples < 1:
@@ -99,4 +107,10 @@ def bootstrap_mean_interval(
     population = list(values)
     means = sorted(fmean(generator.choices(population, k=size)) for _ in range(resamples))
     tail = (1 - confidence) / 2
-    return Interval(fmean(population), percentile(means, tail), percentile(means, 1 - tail))
+    mean = fmean(population)
+    low, high = percentile(means, tail), percentile(means, 1 - tail)
+    if full_size is None or full_size <= size:
+        return Interval(mean, low, high)
+    centre = mean if full_mean is None else full_mean
+    factor = math.sqrt(size / full_size)
+    return Interval(centre, centre - (mean - low) * factor, centre + (high - mean) * factor)

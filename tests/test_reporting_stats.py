@@ -123,3 +123,23 @@ def test_bootstrap_of_nothing_is_none_and_of_a_constant_is_that_constant() -> No
     assert (constant.estimate, constant.low, constant.high) == (4900, 4900, 4900)
     with pytest.raises(ValueError):
         bootstrap_mean_interval([1], seed=1, resamples=0)
+
+
+def test_bootstrap_on_a_sample_is_rescaled_to_the_full_count() -> None:
+    # A tenth of the generated retries stands for all of them: the interval is centred on the full mean
+    # and as narrow as the full data's, not the sample's (about sqrt(10) times wider).
+    generator = random.Random(7)
+    values = [generator.randint(1000, 10000) if generator.random() < 0.3 else 0 for _ in range(20_000)]
+    sample = values[::10]
+    full = bootstrap_mean_interval(values, seed=13, resamples=300)
+    plain = bootstrap_mean_interval(sample, seed=13, resamples=300)
+    rescaled = bootstrap_mean_interval(
+        sample, seed=13, resamples=300, full_size=len(values), full_mean=fmean(values)
+    )
+    assert full is not None and plain is not None and rescaled is not None
+    assert rescaled.estimate == fmean(values)
+    assert rescaled.contains(0.3 * 5500)
+    assert rescaled.high - rescaled.low == pytest.approx(full.high - full.low, rel=0.2)
+    assert plain.high - plain.low > 2.5 * (full.high - full.low)
+    # A "sample" as large as the full set is left alone.
+    assert bootstrap_mean_interval(sample, seed=13, resamples=300, full_size=len(sample)) == plain

@@ -50,7 +50,9 @@ def make_retries(customer: Customer, retries: list[Retry]) -> None:
     now = timezone.now()
     invoices = Invoice.objects.bulk_create(
         [
-            InvoiceFactory.build(customer=customer, amount_due_minor=r.amount_minor, currency=customer.currency)
+            InvoiceFactory.build(
+                customer=customer, amount_due_minor=r.amount_minor, currency=customer.currency
+            )
             for r in retries
         ]
     )
@@ -139,7 +141,9 @@ def test_deciles_split_the_predicted_retries_into_tenths_with_their_actual_share
     assert [d.retries for d in report.deciles] == [10] * 10
     assert [d.successes for d in report.deciles] == list(range(1, 11))
     assert [d.actual.estimate for d in report.deciles] == pytest.approx([d / 10 for d in range(1, 11)])
-    assert [d.mean_predicted for d in report.deciles] == pytest.approx([(10 * d - 5) / 100 for d in range(1, 11)])
+    assert [d.mean_predicted for d in report.deciles] == pytest.approx(
+        [(10 * d - 5) / 100 for d in range(1, 11)]
+    )
     first, last = report.deciles[0], report.deciles[-1]
     assert (first.min_predicted, first.max_predicted) == pytest.approx((0.005, 0.095))
     # Wilson at 1/10 and 10/10.
@@ -292,3 +296,16 @@ def test_the_page_query_count_does_not_grow_with_the_retries(reader, django_asse
     # Session and user, the filter's currencies (2), then deciles, totals and the bootstrap sample.
     with django_assert_max_num_queries(9):
         reader.get(PAGE)
+
+
+def test_large_groups_are_bootstrapped_on_a_fixed_sample_with_the_exact_estimate(
+    reader, known, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    monkeypatch.setattr("reporting.selectors.retry_timing.BOOTSTRAP_ROWS", 30)  # 10 rows for each of 3 groups
+    report = default_report()
+    smart_eur = report.modes[0].currencies[0]
+    assert (smart_eur.retries, smart_eur.sampled) == (50, 10)
+    assert smart_eur.value_per_retry is not None and smart_eur.value_per_retry.estimate == 600  # all 50
+    assert report.sampled and report == default_report()  # the same sample and interval on every load
+    page = reader.get(PAGE).content.decode()
+    assert "intervals marked * come" in page
