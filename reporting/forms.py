@@ -12,6 +12,8 @@ from customers.currencies import CURRENCY_CODES
 from dunning.models import DeclineCategory
 from reporting.selectors.choices import FilterChoices
 from reporting.selectors.filters import DEFAULT_DAYS, NO_SEGMENT, ReportFilters
+from reporting.selectors.retry_timing import DEFAULT_DAYS as RETRY_TIMING_DAYS
+from reporting.selectors.retry_timing import RetryTimingFilters
 
 MAX_DAYS = 366 * 10
 
@@ -96,4 +98,48 @@ class ReportFilterForm(forms.Form):
             version_id=version_id,
             segment=data.get("segment") or "",
             decline_category=data.get("decline_category") or "",
+        )
+
+
+class RetryTimingFilterForm(forms.Form):
+    """The retry timing page's filters: when the retries were sent (the last 90 days by default), and in
+    which currency."""
+
+    since = forms.DateField(
+        label="Retried from", required=False, widget=DateInput(), input_formats=["%Y-%m-%d"]
+    )
+    until = forms.DateField(label="to", required=False, widget=DateInput(), input_formats=["%Y-%m-%d"])
+    currency = forms.ChoiceField(label="Currency", required=False)
+
+    def __init__(self, data: Any, *, currencies: list[str], today: date) -> None:
+        super().__init__(data)
+        self.today = today
+        offered = list(currencies)
+        wanted = (data or {}).get("currency", "")
+        if wanted in CURRENCY_CODES and wanted not in offered:
+            offered.append(wanted)  # a real currency without cases: an empty report, not an error
+        self.fields["currency"].choices = [("", "All currencies"), *((c, c) for c in sorted(offered))]
+        for name in ("since", "until"):
+            self.fields[name].widget.attrs["max"] = today.isoformat()
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if "since" in self.errors or "until" in self.errors:
+            return data
+        until = data.get("until") or self.today
+        since = data.get("since") or until - timedelta(days=RETRY_TIMING_DAYS - 1)
+        if since > until:
+            raise ValidationError("The start date is after the end date.", code="reversed_range")
+        if (until - since).days >= MAX_DAYS:
+            raise ValidationError(f"Choose at most {MAX_DAYS // 366} years at a time.", code="range_too_long")
+        data["since"], data["until"] = since, until
+        shown = self.data.copy()
+        shown["since"], shown["until"] = since.isoformat(), until.isoformat()
+        self.data = shown
+        return data
+
+    def retry_timing_filters(self) -> RetryTimingFilters:
+        data = self.cleaned_data
+        return RetryTimingFilters(
+            since=data["since"], until=data["until"], currency=data.get("currency") or ""
         )

@@ -12,4 +12,5 @@ urlpatterns = [
     path("refresh/", views.refresh_view, name="refresh"),
     path("customers/<int:customer_id>/", views.customer_view, name="customer"),
     path("cases/<int:case_id>/", views.case_view, name="case"),
+    path("retry-timing/", views.retry_timing_view, name="retry_timing"),
 ]

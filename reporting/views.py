@@ -25,11 +25,12 @@ from customers.accounts_csv.columns import escape_cell
 from customers.models import Customer
 from dunning.models import DunningCase
 from reporting.conversion import converted_totals
-from reporting.forms import ReportFilterForm
+from reporting.forms import ReportFilterForm, RetryTimingFilterForm
 from reporting.measures import CHANNELS, TIME_TO_RECOVERY_BUCKETS
 from reporting.selectors import dashboard
 from reporting.selectors.accounts import case_report, customer_report
 from reporting.selectors.choices import filter_choices
+from reporting.selectors.retry_timing import MIN_RETRIES_TO_COMPARE, retry_timing_report
 from reporting.selectors.state import refresh_state
 from reporting.services import rollups_refresh
 from reporting.tables import TABLES, all_tables, charts
@@ -142,3 +143,18 @@ def case_view(request: HttpRequest, case_id: int) -> HttpResponse:
         "reporting/case.html",
         _context(request, f"Recovery report: case {case.pk}", report=report, channel_labels=dict(CHANNELS)),
     )
+
+
+@reports_view
+@require_GET
+def retry_timing_view(request: HttpRequest) -> HttpResponse:
+    """Retry timing calibration: the timing model's predictions against outcomes, and smart vs fixed."""
+    form = RetryTimingFilterForm(
+        request.GET, currencies=filter_choices().currencies, today=timezone.localdate()
+    )
+    context = _context(request, "Retry timing calibration", form=form, min_retries=MIN_RETRIES_TO_COMPARE)
+    if not form.is_valid():
+        return TemplateResponse(request, "reporting/retry_timing.html", context, status=400)
+    report = retry_timing_report(filters=form.retry_timing_filters())
+    context.update(report=report, chart=report.chart() if report.deciles else None)
+    return TemplateResponse(request, "reporting/retry_timing.html", context)

@@ -22,6 +22,26 @@ def money(amount_minor: int | None, currency: str) -> str:
 
 
 @register.filter
+def money_round(amount_minor: float | None, currency: str) -> str:
+    """A mean in minor units (a value per retry), rounded to the nearest minor unit for display."""
+    if not isinstance(amount_minor, int | float):  # None, or "" for a missing interval
+        return "–"
+    return format_money(round(amount_minor), currency)
+
+
+@register.filter
+def share(value: float | None) -> str:
+    """A fraction as a percentage: ``0.3079`` -> ``30.8%``."""
+    return f"{value * 100:.1f}%" if isinstance(value, int | float) else "–"
+
+
+@register.filter
+def points(value: float | None) -> str:
+    """A difference of two shares in percentage points, signed: ``0.052`` -> ``+5.2``."""
+    return f"{value * 100:+.1f}" if isinstance(value, int | float) else "–"
+
+
+@register.filter
 def pct(value: float | None) -> str:
     return "–" if value is None else f"{value}%"
 
