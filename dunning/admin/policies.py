@@ -17,7 +17,7 @@ from django.utils.safestring import mark_safe
 from customers.actors import Actor
 from customers.validators import available_time_zones
 from dunning.admin.policy_simple import simple_settings_view
-from dunning.models import DeclineCategory, DunningPolicy, PolicyStep, PolicyVersion
+from dunning.models import DeclineCategory, DunningPolicy, PolicyStep, PolicyVersion, RetryTiming
 from dunning.selectors import policy_timeline
 from dunning.services.policies import policy_publish, policy_steps_validate
 
@@ -34,6 +34,18 @@ class PolicyStepForm(forms.ModelForm):
         help_text="Only for cases whose last decline is in these categories; none selected = all. "
         "Ctrl- or Cmd-click to pick several.",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Optional in the form (a step list posted without them means fixed timing, no window).
+        self.fields["timing"].required = False
+        self.fields["window_days"].required = False
+
+    def clean_timing(self) -> str:
+        return self.cleaned_data.get("timing") or RetryTiming.FIXED
+
+    def clean_window_days(self) -> int:
+        return self.cleaned_data.get("window_days") or 0
 
     class Meta:
         model = PolicyStep
