@@ -337,6 +337,7 @@ def detect_payday(dates: Sequence[date], *, min_events: int = 4) -> PaydayPatter
     return PaydayPattern(kind=kind, days=days, anchor=anchor, confidence=confidence, support=fits)
 
 
+@lru_cache(maxsize=512)
 def default_payday(country: str) -> PaydayPattern | None:
     """A public pay calendar for the country, used when a customer has no detected pattern.
 
