@@ -59,6 +59,21 @@ CODE_MIN_ATTEMPTS = 200
 P_MIN, P_MAX = 0.001, 0.999
 DEFAULT_LOCAL_HOURS: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19)
 RUNNER_UPS = 3
+# The order terms are added in, the same in ``estimate_levels`` and in ``choose_slot``'s loop (case features, day
+# features, then hour and time since failure), so a slot's probability is bit-for-bit the same on both paths.
+SUM_ORDER: tuple[str, ...] = (
+    "retry_number",
+    "funding",
+    "brand",
+    "amount_band",
+    "segment",
+    "country",
+    "weekday",
+    "day_of_month",
+    "payday_days",
+    "hour",
+    "hours_since_failure",
+)
 JSON_VERSION = 1
 TOTALS = ("", "")
 
@@ -261,13 +276,12 @@ class TimingModel:
 
     def estimate_levels(self, code: str, category: str, level_names: Mapping[str, str]) -> Estimate:
         base = self._base(code, category)
+        terms = {feature: self._term(code, category, feature, level_names[feature]) for feature in FEATURES}
         total = base.logit
-        parts = []
-        for feature in FEATURES:
-            contribution, evidence = self._term(code, category, feature, level_names[feature])
-            total += contribution
-            parts.append(evidence)
-        return Estimate(p=min(max(sigmoid(total), P_MIN), P_MAX), attempts=base.attempts, parts=tuple(parts))
+        for feature in SUM_ORDER:
+            total += terms[feature][0]
+        parts = tuple(terms[feature][1] for feature in FEATURES)
+        return Estimate(p=min(max(sigmoid(total), P_MIN), P_MAX), attempts=base.attempts, parts=parts)
 
     def estimate(self, ctx: RetryContext, at: datetime) -> Estimate:
         level_names = self.case_levels(ctx)
