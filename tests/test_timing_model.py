@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -32,7 +33,7 @@ from dunning.timing.priors import (
 NEW_YORK = ZoneInfo("America/New_York")
 
 
-def make_context(**changes: object) -> RetryContext:
+def make_context(**changes: Any) -> RetryContext:
     ctx = RetryContext(
         decline_code="insufficient_funds",
         decline_category="soft",
@@ -47,7 +48,7 @@ def make_context(**changes: object) -> RetryContext:
         last_failure_at=datetime(2026, 1, 5, 15, 30, tzinfo=UTC),
         payday=None,
     )
-    return replace(ctx, **changes)  # type: ignore[arg-type]
+    return replace(ctx, **changes)
 
 
 def local(year: int, month: int, day: int, hour: int, zone: ZoneInfo = NEW_YORK) -> datetime:
@@ -429,6 +430,14 @@ def test_naive_or_reversed_windows_are_refused() -> None:
     with pytest.raises(ValueError, match="aware"):
         choose_slot(
             TimingModel.empty(), ctx, window_start=datetime(2026, 1, 1), window_end=datetime(2026, 1, 2)
+        )
+    with pytest.raises(ValueError, match="fixed_at must be an aware"):
+        choose_slot(
+            TimingModel.empty(),
+            ctx,
+            window_start=local(2026, 1, 1, 0),
+            window_end=local(2026, 1, 2, 0),
+            fixed_at=datetime(2026, 1, 1, 9),
         )
     with pytest.raises(ValueError, match="before"):
         choose_slot(

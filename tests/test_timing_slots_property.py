@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
-from dunning.timing import PaydayPattern, RetryContext, TimingModel, choose_slot, choose_slot_cached
+from dunning.timing import (
+    PaydayPattern,
+    RetryContext,
+    SlotChoice,
+    TimingModel,
+    choose_slot,
+    choose_slot_cached,
+)
 from dunning.timing.model import DEFAULT_LOCAL_HOURS
 
 ZONES = (
@@ -53,7 +61,28 @@ def _model() -> TimingModel:
 MODELS = (TimingModel.empty(), _model())
 
 
-def _random_case(rng: random.Random) -> tuple[RetryContext, dict[str, object]]:
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+    not_before: datetime | None
+    fixed_at: datetime | None
+    local_hours: tuple[int, ...]
+
+    def choose(self, model: TimingModel, ctx: RetryContext, *, cached: bool = False) -> SlotChoice:
+        chooser = choose_slot_cached if cached else choose_slot
+        return chooser(
+            model,
+            ctx,
+            window_start=self.start,
+            window_end=self.end,
+            not_before=self.not_before,
+            fixed_at=self.fixed_at,
+            local_hours=self.local_hours,
+        )
+
+
+def _random_case(rng: random.Random) -> tuple[RetryContext, Window]:
     code, category = rng.choice(CODES)
     if rng.random() < 0.5:
         start = rng.choice(DST_DATES) + timedelta(minutes=rng.randrange(-3 * 24 * 60, 24 * 60))
@@ -90,10 +119,8 @@ def _random_case(rng: random.Random) -> tuple[RetryContext, dict[str, object]]:
         if rng.random() < 0.6
         else tuple(sorted(rng.sample(range(24), rng.randrange(1, 8))))
     )
-    window = {"window_start": start, "window_end": end, "not_before": not_before, "local_hours": hours}
-    if rng.random() < 0.5:
-        window["fixed_at"] = start + (end - start) * rng.random()
-    return ctx, window
+    fixed_at = start + (end - start) * rng.random() if rng.random() < 0.5 else None
+    return ctx, Window(start, end, not_before, fixed_at, hours)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -101,19 +128,17 @@ def test_choose_slot_stays_in_the_window_and_respects_spacing(seed: int) -> None
     rng = random.Random(seed)
     for _ in range(750):
         ctx, window = _random_case(rng)
-        start, end, not_before = window["window_start"], window["window_end"], window["not_before"]
-        assert isinstance(start, datetime) and isinstance(end, datetime)
-        chooser = choose_slot_cached if rng.random() < 0.3 else choose_slot
-        choice = chooser(rng.choice(MODELS), ctx, **window)  # type: ignore[arg-type]
+        start, end, not_before = window.start, window.end, window.not_before
+        choice = window.choose(rng.choice(MODELS), ctx, cached=rng.random() < 0.3)
 
         assert start <= choice.at <= end, (ctx, window, choice.at)
         assert choice.at.utcoffset() == timedelta(0)
-        if isinstance(not_before, datetime) and start <= not_before <= end:
+        if not_before is not None and start <= not_before <= end:
             assert choice.at >= not_before, (ctx, window, choice.at)
         for at, p in choice.runner_ups:
             assert start <= at <= end
             assert p <= choice.estimate.p
-            if isinstance(not_before, datetime):
+            if not_before is not None:
                 assert at >= not_before
         assert 0 < choice.estimate.p < 1
         assert choice.explanation
@@ -125,12 +150,11 @@ def test_chosen_candidates_are_on_an_allowed_local_hour(seed: int) -> None:
     rng = random.Random(100 + seed)
     for _ in range(500):
         ctx, window = _random_case(rng)
-        window["not_before"] = None
-        window["window_end"] = window["window_start"] + timedelta(days=2)  # type: ignore[operator]
-        choice = choose_slot(rng.choice(MODELS), ctx, **window)  # type: ignore[arg-type]
+        window = replace(window, not_before=None, end=window.start + timedelta(days=2))
+        choice = window.choose(rng.choice(MODELS), ctx)
         at_local = choice.at.astimezone(ZoneInfo(ctx.time_zone))
         assert (at_local.minute, at_local.second, at_local.microsecond) == (0, 0, 0)
-        assert at_local.hour in window["local_hours"]  # type: ignore[operator]
+        assert at_local.hour in window.local_hours
 
 
 @pytest.mark.parametrize(

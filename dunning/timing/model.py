@@ -220,12 +220,14 @@ class TimingModel:
         if version != JSON_VERSION:
             raise ValueError(f"unsupported timing model version {version!r}")
         built_at = data.get("built_at")
-        rows = data.get("counts") or []
-        counts = {
-            (str(code), str(feature), str(level_name)): (int(attempts), int(successes))
-            for code, feature, level_name, attempts, successes in rows  # type: ignore[attr-defined]
-        }
-        categories = {str(k): str(v) for k, v in dict(data.get("categories") or {}).items()}  # type: ignore[call-overload]
+        rows = data.get("counts")
+        raw_categories = data.get("categories")
+        if not isinstance(rows, list) or not isinstance(raw_categories, Mapping):
+            raise ValueError("a timing model needs a list of counts and a mapping of categories")
+        counts: dict[tuple[str, str, str], tuple[int, int]] = {}
+        for code, feature, level_name, attempts, successes in rows:
+            counts[(str(code), str(feature), str(level_name))] = (int(attempts), int(successes))
+        categories = {str(code): str(category) for code, category in raw_categories.items()}
         return cls(
             counts,
             categories=categories,
@@ -356,6 +358,7 @@ def choose_slot(
         ("window_start", window_start),
         ("window_end", window_end),
         ("not_before", not_before),
+        ("fixed_at", fixed_at),
     ):
         _require_aware(name, value)
     if window_end < window_start:

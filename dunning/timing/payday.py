@@ -196,14 +196,15 @@ class PaydayPattern:
         kind = str(data["kind"])
         if kind not in KINDS:
             raise ValueError(f"unknown payday kind {kind!r}")
-        raw_days = data.get("days") or []
+        raw_days = data.get("days")
+        days = tuple(int(str(day)) for day in raw_days) if isinstance(raw_days, list | tuple) else ()
         anchor = data.get("anchor")
         return cls(
             kind=kind,
-            days=tuple(int(day) for day in raw_days),  # type: ignore[union-attr]
+            days=days,
             anchor=date.fromisoformat(str(anchor)) if anchor else None,
-            confidence=float(data.get("confidence", 0.0)),  # type: ignore[arg-type]
-            support=int(data.get("support", 0)),  # type: ignore[call-overload]
+            confidence=float(str(data.get("confidence", 0.0))),
+            support=int(str(data.get("support", 0))),
         )
 
 
