@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 
 from dunning.timing.explain import explain_choice
 from dunning.timing.features import (
@@ -37,7 +38,6 @@ from dunning.timing.features import (
     HOURS_SINCE_FAILURE_LATE,
     SINCE_LEVEL_BY_HOUR,
     SINCE_LEVEL_HORIZON,
-    TIME_FEATURES,
     UNKNOWN,
     WEEKDAYS,
     RetryContext,
@@ -75,6 +75,7 @@ SUM_ORDER: tuple[str, ...] = (
     "hours_since_failure",
 )
 JSON_VERSION = 1
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 TOTALS = ("", "")
 
 Counts = Mapping[tuple[str, str, str], tuple[int, int]]
@@ -386,15 +387,19 @@ def choose_slot(
         ctx.last_failure_at.timestamp(),
     )
 
-    # (POSIX seconds, score, local day, hour block, levels of the time features)
-    candidates: list[tuple[float, float, date, str, tuple[str, str, str, str, str]]] = []
+    # (POSIX seconds, score, (local day, weekday, day-of-month and payday levels), hour block, since level),
+    # appended in chronological order: days ascend, hours ascend within a day, and an ambiguous local hour takes
+    # its first occurrence, so local order is UTC order.
+    candidates: list[tuple[float, float, tuple[date, str, str, str], str, str]] = []
     day = window_start.astimezone(tz).date()
     last_day = window_end.astimezone(tz).date()
     one_day = timedelta(days=1)
+    next_offset = datetime(day.year, day.month, day.day, tzinfo=tz).utcoffset()
     while day <= last_day:
         weekday_level = WEEKDAYS[day.weekday()]
         day_level = str(day.day)
         payday = payday_level(payday_days_on(pattern, day))
+        day_record = (day, weekday_level, day_level, payday)
         day_logit = (
             case_logit
             + term(code, category, "weekday", weekday_level)[0]
@@ -402,14 +407,15 @@ def choose_slot(
             + term(code, category, "payday_days", payday)[0]
         )
         # When the offset is the same at both local midnights, no clock change happens in between and every
-        # hour is the local midnight plus the hour; otherwise each hour goes through zoneinfo.
-        midnight = datetime(day.year, day.month, day.day, tzinfo=tz)
+        # hour is the local midnight plus the hour; otherwise each hour goes through zoneinfo. Each midnight's
+        # offset is looked up once and reused as the previous day's "next midnight".
         next_day = day + one_day
-        steady = (
-            midnight.utcoffset()
-            == datetime(next_day.year, next_day.month, next_day.day, tzinfo=tz).utcoffset()
-        )
-        midnight_ts = midnight.timestamp() if steady else None
+        offset = next_offset
+        next_offset = datetime(next_day.year, next_day.month, next_day.day, tzinfo=tz).utcoffset()
+        if offset == next_offset and offset is not None:
+            midnight_ts: float | None = (day.toordinal() - EPOCH_ORDINAL) * 86_400 - offset.total_seconds()
+        else:
+            midnight_ts = None
         for hour, block, hour_term, hour_seconds in hour_table:
             if midnight_ts is not None:
                 ts = midnight_ts + hour_seconds
@@ -431,30 +437,38 @@ def choose_slot(
             if since_term is None:
                 since_term = since_terms[since] = term(code, category, "hours_since_failure", since)[0]
             score = day_logit + hour_term + since_term
-            candidates.append((ts, score, day, block, (weekday_level, block, day_level, payday, since)))
+            candidates.append((ts, score, day_record, block, since))
         day = next_day
 
     if not candidates:
         at = min(earliest, latest)
         return _choice(model, ctx, at, model.estimate(ctx, at), (), fixed_at)
-    candidates.sort(key=lambda candidate: candidate[0])
-    best = candidates[0]
-    for candidate in candidates[1:]:
-        if candidate[1] > best[1]:
-            best = candidate
+    # Python's sort is stable, also in reverse: equal scores keep chronological order, so ties go to the earliest.
+    ranked = sorted(candidates, key=itemgetter(1), reverse=True)
+    best = ranked[0]
     runner_ups: list[tuple[datetime, float]] = []
-    taken = {(best[2], best[3])}
-    for ts, score, local_day, block, _levels in sorted(
-        candidates, key=lambda candidate: (-candidate[1], candidate[0])
-    ):
+    taken = {(best[2][0], best[3])}
+    for ts, score, record, block, _since in ranked[1:]:
         if len(runner_ups) == RUNNER_UPS:
             break
-        if (local_day, block) in taken:
+        if (record[0], block) in taken:
             continue
-        taken.add((local_day, block))
+        taken.add((record[0], block))
         runner_ups.append((datetime.fromtimestamp(ts, UTC), min(max(sigmoid(score), P_MIN), P_MAX)))
-    level_names = dict(zip(TIME_FEATURES, best[4], strict=True))
-    level_names.update(case_levels)
+    (
+        _day,
+        weekday_level,
+        day_level,
+        payday,
+    ) = best[2]
+    level_names = {
+        "weekday": weekday_level,
+        "hour": best[3],
+        "day_of_month": day_level,
+        "payday_days": payday,
+        "hours_since_failure": best[4],
+        **case_levels,
+    }
     estimate = model.estimate_levels(code, category, level_names)
     at = datetime.fromtimestamp(best[0], UTC)
     return _choice(model, ctx, at, estimate, tuple(runner_ups), fixed_at)
