@@ -453,3 +453,13 @@ def test_cached_choice_matches_the_uncached_one() -> None:
     assert cached.at == choose_slot(model, ctx, **window).at
     assert cached.estimate == choose_slot(model, ctx, **window).estimate
     assert choose_slot_cached(model, ctx, **window) is cached
+
+
+def test_an_unknown_time_zone_falls_back_to_utc() -> None:
+    ctx = make_context(time_zone="Mars/Olympus_Mons")
+    raw = raw_features_at(ctx, datetime(2026, 1, 16, 9, 0, tzinfo=UTC))
+    assert (raw.hour, raw.day_of_month) == (9, 16)
+    choice = choose_slot(
+        TimingModel.empty(), ctx, window_start=local(2026, 1, 14, 0), window_end=local(2026, 1, 16, 0)
+    )
+    assert choice.at.hour in (7, 9, 11, 13, 15, 17, 19)

@@ -193,7 +193,7 @@ class TimingModel:
         counts: dict[tuple[str, str, str], tuple[int, int]] = {}
         categories: dict[str, str] = {}
         for code, category, feature, raw, attempts, successes in rows:
-            categories[code] = category
+            categories[code] = category or ""
             key = (code, "", "") if not feature else (code, feature, level(feature, raw))
             seen = counts.get(key, (0, 0))
             counts[key] = (seen[0] + int(attempts), seen[1] + int(successes))
