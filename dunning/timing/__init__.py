@@ -13,7 +13,15 @@ from dunning.timing.features import (
     levels,
     raw_features_at,
 )
-from dunning.timing.model import Estimate, Evidence, SlotChoice, TimingModel, choose_slot, choose_slot_cached
+from dunning.timing.model import (
+    Estimate,
+    Evidence,
+    SlotChoice,
+    TimingModel,
+    choose_slot,
+    choose_slot_cached,
+    clear_slot_cache,
+)
 from dunning.timing.payday import PaydayPattern, default_payday, detect_payday
 
 __all__ = [
@@ -28,6 +36,7 @@ __all__ = [
     "amount_band",
     "choose_slot",
     "choose_slot_cached",
+    "clear_slot_cache",
     "default_payday",
     "detect_payday",
     "level",

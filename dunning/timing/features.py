@@ -138,6 +138,13 @@ def hours_since_failure_level(hours: int | None) -> str:
     return HOURS_SINCE_FAILURE_LATE
 
 
+# Lookup table for the scoring loop: level of each whole hour below the last bound, in seconds.
+SINCE_LEVEL_BY_HOUR: tuple[str, ...] = tuple(
+    hours_since_failure_level(hours) for hours in range(HOURS_SINCE_FAILURE_LEVELS[-1][0])
+)
+SINCE_LEVEL_HORIZON = HOURS_SINCE_FAILURE_LEVELS[-1][0] * 3600
+
+
 def retry_number_level(number: int | None) -> str:
     if number is None or number < 1:
         return UNKNOWN
@@ -219,3 +226,17 @@ def raw_features_at(ctx: RetryContext, at: datetime) -> RawFeatures:
         segment=ctx.segment,
         country=ctx.country,
     )
+
+
+def time_levels(ctx: RetryContext, at: datetime) -> dict[str, str]:
+    """The levels of the slot-dependent features at ``at``: ``levels(raw_features_at(ctx, at))`` restricted to
+    ``TIME_FEATURES``, without building the whole record (the scoring path)."""
+    local = at.astimezone(zone(ctx.time_zone))
+    local_day = local.date()
+    return {
+        "weekday": WEEKDAYS[local.weekday()],
+        "hour": HOUR_BLOCKS[local.hour],
+        "day_of_month": str(local.day),
+        "payday_days": payday_level(payday_days_on(effective_payday(ctx), local_day)),
+        "hours_since_failure": hours_since_failure_level(hours_between(ctx.last_failure_at, at)),
+    }

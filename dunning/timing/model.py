@@ -30,20 +30,25 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from operator import itemgetter
 
 from dunning.timing.explain import explain_choice
 from dunning.timing.features import (
     FEATURES,
+    HOURS_SINCE_FAILURE_LATE,
+    SINCE_LEVEL_BY_HOUR,
+    SINCE_LEVEL_HORIZON,
+    UNKNOWN,
+    WEEKDAYS,
     RetryContext,
     amount_band,
     effective_payday,
     hour_level,
-    hours_since_failure_level,
     level,
     payday_days_on,
     payday_level,
-    raw_features_at,
     retry_number_level,
+    time_levels,
     zone,
 )
 from dunning.timing.priors import BASE_PRIOR_STRENGTH, LEVEL_PRIOR_STRENGTH, prior_base, prior_multiplier
@@ -54,7 +59,23 @@ CODE_MIN_ATTEMPTS = 200
 P_MIN, P_MAX = 0.001, 0.999
 DEFAULT_LOCAL_HOURS: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19)
 RUNNER_UPS = 3
+# The order terms are added in, the same in ``estimate_levels`` and in ``choose_slot``'s loop (case features, day
+# features, then hour and time since failure), so a slot's probability is bit-for-bit the same on both paths.
+SUM_ORDER: tuple[str, ...] = (
+    "retry_number",
+    "funding",
+    "brand",
+    "amount_band",
+    "segment",
+    "country",
+    "weekday",
+    "day_of_month",
+    "payday_days",
+    "hour",
+    "hours_since_failure",
+)
 JSON_VERSION = 1
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 TOTALS = ("", "")
 
 Counts = Mapping[tuple[str, str, str], tuple[int, int]]
@@ -156,7 +177,7 @@ class TimingModel:
                 seen = self._feature_totals.get((from_code, owner, feature), (0, 0))
                 self._feature_totals[(from_code, owner, feature)] = (seen[0] + attempts, seen[1] + successes)
         self._bases: dict[tuple[str, str], _Base] = {}
-        self._terms: dict[tuple[str, str, str, str], tuple[float, float, int, int]] = {}
+        self._terms: dict[tuple[str, str, str, str], tuple[float, Evidence]] = {}
 
     # Construction ---------------------------------------------------------------------------------------
 
@@ -172,7 +193,7 @@ class TimingModel:
         counts: dict[tuple[str, str, str], tuple[int, int]] = {}
         categories: dict[str, str] = {}
         for code, category, feature, raw, attempts, successes in rows:
-            categories[code] = category
+            categories[code] = category or ""
             key = (code, "", "") if not feature else (code, feature, level(feature, raw))
             seen = counts.get(key, (0, 0))
             counts[key] = (seen[0] + int(attempts), seen[1] + int(successes))
@@ -200,12 +221,14 @@ class TimingModel:
         if version != JSON_VERSION:
             raise ValueError(f"unsupported timing model version {version!r}")
         built_at = data.get("built_at")
-        rows = data.get("counts") or []
-        counts = {
-            (str(code), str(feature), str(level_name)): (int(attempts), int(successes))
-            for code, feature, level_name, attempts, successes in rows  # type: ignore[attr-defined]
-        }
-        categories = {str(k): str(v) for k, v in dict(data.get("categories") or {}).items()}  # type: ignore[call-overload]
+        rows = data.get("counts")
+        raw_categories = data.get("categories")
+        if not isinstance(rows, list) or not isinstance(raw_categories, Mapping):
+            raise ValueError("a timing model needs a list of counts and a mapping of categories")
+        counts: dict[tuple[str, str, str], tuple[int, int]] = {}
+        for code, feature, level_name, attempts, successes in rows:
+            counts[(str(code), str(feature), str(level_name))] = (int(attempts), int(successes))
+        categories = {str(code): str(category) for code, category in raw_categories.items()}
         return cls(
             counts,
             categories=categories,
@@ -235,8 +258,8 @@ class TimingModel:
             self._bases[key] = base
         return base
 
-    def _term(self, code: str, category: str, feature: str, level_name: str) -> tuple[float, float, int, int]:
-        """(damped log-odds contribution, shrunk level p, attempts, successes) of one feature level."""
+    def _term(self, code: str, category: str, feature: str, level_name: str) -> tuple[float, Evidence]:
+        """(damped log-odds contribution, evidence) of one feature level; memoised, the model is immutable."""
         key = (code, category, feature, level_name)
         term = self._terms.get(key)
         if term is None:
@@ -249,24 +272,23 @@ class TimingModel:
             centre = scale_odds(feature_p, prior_multiplier(code, category, feature, level_name))
             attempts, successes = table.get((base.source, feature, level_name), (0, 0))
             level_p = shrink(successes, attempts, centre, LEVEL_PRIOR_STRENGTH)
-            term = (DAMPING * (logit(level_p) - logit(feature_p)), level_p, attempts, successes)
+            contribution = DAMPING * (logit(level_p) - logit(feature_p))
+            term = (contribution, Evidence(feature, level_name, attempts, successes, level_p, contribution))
             self._terms[key] = term
         return term
 
     def estimate_levels(self, code: str, category: str, level_names: Mapping[str, str]) -> Estimate:
         base = self._base(code, category)
+        terms = {feature: self._term(code, category, feature, level_names[feature]) for feature in FEATURES}
         total = base.logit
-        parts = []
-        for feature in FEATURES:
-            level_name = level_names[feature]
-            contribution, level_p, attempts, successes = self._term(code, category, feature, level_name)
-            total += contribution
-            parts.append(Evidence(feature, level_name, attempts, successes, level_p, contribution))
-        return Estimate(p=min(max(sigmoid(total), P_MIN), P_MAX), attempts=base.attempts, parts=tuple(parts))
+        for feature in SUM_ORDER:
+            total += terms[feature][0]
+        parts = tuple(terms[feature][1] for feature in FEATURES)
+        return Estimate(p=min(max(sigmoid(total), P_MIN), P_MAX), attempts=base.attempts, parts=parts)
 
     def estimate(self, ctx: RetryContext, at: datetime) -> Estimate:
-        raw = raw_features_at(ctx, at)
-        level_names = {feature: level(feature, getattr(raw, feature)) for feature in FEATURES}
+        level_names = self.case_levels(ctx)
+        level_names.update(time_levels(ctx, at))
         return self.estimate_levels(ctx.decline_code, ctx.decline_category, level_names)
 
     def case_levels(self, ctx: RetryContext) -> dict[str, str]:
@@ -337,6 +359,7 @@ def choose_slot(
         ("window_start", window_start),
         ("window_end", window_end),
         ("not_before", not_before),
+        ("fixed_at", fixed_at),
     ):
         _require_aware(name, value)
     if window_end < window_start:
@@ -345,72 +368,120 @@ def choose_slot(
     tz = zone(ctx.time_zone)
     pattern = effective_payday(ctx)
     term = model._term
-    base = model._base(code, category)
-    case_logit = base.logit
-    for feature, level_name in model.case_levels(ctx).items():
+    case_levels = model.case_levels(ctx)
+    case_logit = model._base(code, category).logit
+    for feature, level_name in case_levels.items():
         case_logit += term(code, category, feature, level_name)[0]
     earliest = window_start if not_before is None or not_before < window_start else not_before
-    hours = sorted({hour for hour in local_hours if 0 <= hour < 24})
-    last_failure = ctx.last_failure_at
+    earliest, latest = earliest.astimezone(UTC), window_end.astimezone(UTC)
+    # Per-call tables: each hour's level and term, and each hours-since-failure level's term, computed once.
+    # Inside the loop instants are POSIX seconds (floats): cheaper than aware datetimes, exact for whole seconds.
+    hour_table = []
+    for hour in sorted({hour for hour in local_hours if 0 <= hour < 24}):
+        block = hour_level(hour)
+        hour_table.append((hour, block, term(code, category, "hour", block)[0], hour * 3600))
+    since_terms: dict[str, float] = {}
+    earliest_ts, latest_ts, failure_ts = (
+        earliest.timestamp(),
+        latest.timestamp(),
+        ctx.last_failure_at.timestamp(),
+    )
 
-    candidates: list[tuple[datetime, float, date, str]] = []
+    # (POSIX seconds, score, (local day, weekday, day-of-month and payday levels), hour block, since level),
+    # appended in chronological order: days ascend, hours ascend within a day, and an ambiguous local hour takes
+    # its first occurrence, so local order is UTC order.
+    candidates: list[tuple[float, float, tuple[date, str, str, str], str, str]] = []
     day = window_start.astimezone(tz).date()
     last_day = window_end.astimezone(tz).date()
+    one_day = timedelta(days=1)
+    next_offset = datetime(day.year, day.month, day.day, tzinfo=tz).utcoffset()
     while day <= last_day:
+        weekday_level = WEEKDAYS[day.weekday()]
+        day_level = str(day.day)
+        payday = payday_level(payday_days_on(pattern, day))
+        day_record = (day, weekday_level, day_level, payday)
         day_logit = (
             case_logit
-            + term(code, category, "weekday", level("weekday", day.weekday()))[0]
-            + term(code, category, "day_of_month", str(day.day))[0]
-            + term(code, category, "payday_days", payday_level(payday_days_on(pattern, day)))[0]
+            + term(code, category, "weekday", weekday_level)[0]
+            + term(code, category, "day_of_month", day_level)[0]
+            + term(code, category, "payday_days", payday)[0]
         )
-        for hour in hours:
-            local = datetime(day.year, day.month, day.day, hour, tzinfo=tz)
-            at = local.astimezone(UTC)
-            if at < earliest or at > window_end:
+        # When the offset is the same at both local midnights, no clock change happens in between and every
+        # hour is the local midnight plus the hour; otherwise each hour goes through zoneinfo. Each midnight's
+        # offset is looked up once and reused as the previous day's "next midnight".
+        next_day = day + one_day
+        offset = next_offset
+        next_offset = datetime(next_day.year, next_day.month, next_day.day, tzinfo=tz).utcoffset()
+        if offset == next_offset and offset is not None:
+            midnight_ts: float | None = (day.toordinal() - EPOCH_ORDINAL) * 86_400 - offset.total_seconds()
+        else:
+            midnight_ts = None
+        for hour, block, hour_term, hour_seconds in hour_table:
+            if midnight_ts is not None:
+                ts = midnight_ts + hour_seconds
+            else:
+                local = datetime(day.year, day.month, day.day, hour, tzinfo=tz)
+                if local.astimezone(UTC).astimezone(tz).hour != hour:
+                    continue  # a wall-clock hour skipped by a DST change
+                ts = local.timestamp()
+            if ts < earliest_ts or ts > latest_ts:
                 continue
-            if at.astimezone(tz).hour != hour:
-                continue  # a wall-clock hour skipped by a DST change
-            block = hour_level(hour)
-            seconds = (at - last_failure).total_seconds()
-            since = hours_since_failure_level(int(seconds // 3600) if seconds >= 0 else None)
-            score = (
-                day_logit
-                + term(code, category, "hour", block)[0]
-                + term(code, category, "hours_since_failure", since)[0]
-            )
-            candidates.append((at, score, day, block))
-        day += timedelta(days=1)
+            elapsed = ts - failure_ts
+            if elapsed < 0:
+                since = UNKNOWN
+            elif elapsed < SINCE_LEVEL_HORIZON:
+                since = SINCE_LEVEL_BY_HOUR[int(elapsed // 3600)]
+            else:
+                since = HOURS_SINCE_FAILURE_LATE
+            since_term = since_terms.get(since)
+            if since_term is None:
+                since_term = since_terms[since] = term(code, category, "hours_since_failure", since)[0]
+            score = day_logit + hour_term + since_term
+            candidates.append((ts, score, day_record, block, since))
+        day = next_day
 
     if not candidates:
-        at = min(earliest, window_end).astimezone(UTC)
-        return _choice(model, ctx, at, (), fixed_at)
-    candidates.sort(key=lambda candidate: candidate[0])
-    best = candidates[0]
-    for candidate in candidates[1:]:
-        if candidate[1] > best[1]:
-            best = candidate
+        at = min(earliest, latest)
+        return _choice(model, ctx, at, model.estimate(ctx, at), (), fixed_at)
+    # Python's sort is stable, also in reverse: equal scores keep chronological order, so ties go to the earliest.
+    ranked = sorted(candidates, key=itemgetter(1), reverse=True)
+    best = ranked[0]
     runner_ups: list[tuple[datetime, float]] = []
-    taken = {(best[2], best[3])}
-    for at, score, local_day, block in sorted(
-        candidates, key=lambda candidate: (-candidate[1], candidate[0])
-    ):
+    taken = {(best[2][0], best[3])}
+    for ts, score, record, block, _since in ranked[1:]:
         if len(runner_ups) == RUNNER_UPS:
             break
-        if (local_day, block) in taken:
+        if (record[0], block) in taken:
             continue
-        taken.add((local_day, block))
-        runner_ups.append((at, min(max(sigmoid(score), P_MIN), P_MAX)))
-    return _choice(model, ctx, best[0], tuple(runner_ups), fixed_at)
+        taken.add((record[0], block))
+        runner_ups.append((datetime.fromtimestamp(ts, UTC), min(max(sigmoid(score), P_MIN), P_MAX)))
+    (
+        _day,
+        weekday_level,
+        day_level,
+        payday,
+    ) = best[2]
+    level_names = {
+        "weekday": weekday_level,
+        "hour": best[3],
+        "day_of_month": day_level,
+        "payday_days": payday,
+        "hours_since_failure": best[4],
+        **case_levels,
+    }
+    estimate = model.estimate_levels(code, category, level_names)
+    at = datetime.fromtimestamp(best[0], UTC)
+    return _choice(model, ctx, at, estimate, tuple(runner_ups), fixed_at)
 
 
 def _choice(
     model: TimingModel,
     ctx: RetryContext,
     at: datetime,
+    estimate: Estimate,
     runner_ups: tuple[tuple[datetime, float], ...],
     fixed_at: datetime | None,
 ) -> SlotChoice:
-    estimate = model.estimate(ctx, at)
     fixed_estimate = model.estimate(ctx, fixed_at) if fixed_at is not None else None
     explanation = explain_choice(ctx, at=at, estimate=estimate, fixed_estimate=fixed_estimate)
     return SlotChoice(

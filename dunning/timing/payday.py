@@ -41,9 +41,13 @@ WEEKDAY_NAMES: tuple[str, ...] = (
     "Sunday",
 )
 
-# An event fits a payday when it lies this many days after it (-1 = the day before). Tried in order of
-# distance so the first hit is the closest one.
-FIT_OFFSETS: tuple[int, ...] = (0, 1, -1, 2)
+# An event fits a payday when it lies this many days after it (-1 = the day before), tried cheapest first.
+# The cost ranks candidates that fit the same number of events: first by how many events miss the payday itself
+# (the day most payments land on wins), then by how far they miss. People pay a day or two late more often than
+# payroll lands early, so the day before costs most: 15th/16th/17th in equal numbers reads "the 15th".
+OFF_PAYDAY_COST = 10_000
+FIT_OFFSETS: tuple[int, ...] = (0, 1, 2, -1)
+FIT_COST: dict[int, int] = {0: 0, 1: OFF_PAYDAY_COST + 4, 2: OFF_PAYDAY_COST + 6, -1: OFF_PAYDAY_COST + 7}
 WINDOW_DAYS = len(FIT_OFFSETS)
 MEAN_MONTH_DAYS = 365.2425 / 12
 # Family-wise error rate for the whole candidate set (after the Bonferroni correction).
@@ -167,7 +171,9 @@ class PaydayPattern:
 
     def describe(self) -> str:
         if self.kind in (MONTHLY, SEMI_MONTHLY):
-            named = [("the last day" if day == 31 else f"the {ordinal_suffix(day)}") for day in self.days]
+            named = [("the last day" if day == 31 else ordinal_suffix(day)) for day in self.days]
+            if not named[0].startswith("the "):
+                named[0] = f"the {named[0]}"
             return f"{' and '.join(named)} of each month"
         if self.kind == WEEKLY:
             return f"every {WEEKDAY_NAMES[self.days[0]]}"
@@ -190,14 +196,15 @@ class PaydayPattern:
         kind = str(data["kind"])
         if kind not in KINDS:
             raise ValueError(f"unknown payday kind {kind!r}")
-        raw_days = data.get("days") or []
+        raw_days = data.get("days")
+        days = tuple(int(str(day)) for day in raw_days) if isinstance(raw_days, list | tuple) else ()
         anchor = data.get("anchor")
         return cls(
             kind=kind,
-            days=tuple(int(day) for day in raw_days),  # type: ignore[union-attr]
+            days=days,
             anchor=date.fromisoformat(str(anchor)) if anchor else None,
-            confidence=float(data.get("confidence", 0.0)),  # type: ignore[arg-type]
-            support=int(data.get("support", 0)),  # type: ignore[call-overload]
+            confidence=float(str(data.get("confidence", 0.0))),
+            support=int(str(data.get("support", 0))),
         )
 
 
@@ -224,7 +231,7 @@ def binomial_log_tail(n: int, k: int, p: float) -> float:
 
 
 def _best(masks: Sequence[int], offset_sums: Sequence[int]) -> tuple[int, int]:
-    """Index and fit count of the candidate with most fits; ties go to the closer fits, then the lower index."""
+    """Index and fit count of the candidate with most fits; ties go to the cheaper fits, then the lower index."""
     best_index, best_key = -1, (0, 0)
     for index, mask in enumerate(masks):
         if not mask:
@@ -264,7 +271,7 @@ def detect_payday(dates: Sequence[date], *, min_events: int = 4) -> PaydayPatter
         bit = 1 << index
         event_ordinal = event.toordinal()
         for offset in FIT_OFFSETS:
-            distance = -offset if offset < 0 else offset
+            distance = FIT_COST[offset]
             payday_ordinal = event_ordinal - offset
             payday = date.fromordinal(payday_ordinal)
             day, length = payday.day, days_in_month(payday.year, payday.month)
@@ -337,6 +344,7 @@ def detect_payday(dates: Sequence[date], *, min_events: int = 4) -> PaydayPatter
     return PaydayPattern(kind=kind, days=days, anchor=anchor, confidence=confidence, support=fits)
 
 
+@lru_cache(maxsize=512)
 def default_payday(country: str) -> PaydayPattern | None:
     """A public pay calendar for the country, used when a customer has no detected pattern.
 

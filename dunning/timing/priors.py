@@ -21,10 +21,11 @@ Sources (also in the README section "Smart retries: the timing model"):
 [S4] Seed article 001: "the first 48 hours after a failure are the highest-yield window"; three retries over
      7-14 days outperform six in 48 hours.
 [S5] Pay calendars: US Bureau of Labor Statistics, "Length of pay periods in the Current Employment
-     Statistics survey" (bi-weekly then weekly pay are the most common US frequencies, usually on Fridays;
-     semi-monthly 1st/15th is the common salaried calendar); UK monthly pay on the last working day; euro
-     area month-end salaries (e.g. German BGB section 614: pay is due after the period worked); Australia
-     fortnightly pay. Detail in ``payday.default_payday``.
+     Statistics survey" (bi-weekly is the most common US pay frequency, then weekly; semi-monthly 1st/15th is
+     the usual salaried calendar). That US pay days fall mostly on Fridays, UK monthly pay on the last working
+     day, euro-area pay at the end of the month (German BGB section 614: pay is due after the period worked)
+     and Australian pay fortnightly are payroll conventions, stated here as judgement, not as measured shares.
+     Detail in ``payday.default_payday``.
 [S6] Card-network retry rules: Visa's excessive-reattempt rules (at most 15 reattempts of a card in 30 days,
      never for "do not retry" responses) and Mastercard merchant advice codes: retries of hard, fraud and
      authentication declines are prohibited or pointless, hence their tiny base rates.
