@@ -153,3 +153,30 @@ def stripe_account(localstripe, settings):  # type: ignore[no-untyped-def]
     settings.STRIPE_TIMEOUT_SECONDS = 5.0
     settings.DUNNING_IDEMPOTENCY_PREFIX = f"t{uuid.uuid4().hex[:12]}"
     return StripeAccount(localstripe)
+
+
+@pytest.fixture
+def fixed_default_policy(db: object) -> None:
+    """The Default policy with the fixed days and hours it shipped with before smart timing (retries on
+    day 1, 4 and 8 at 09:00), published as its newest version. For tests of the engine's mechanics that
+    need to know when a retry runs; the smart Default has its own tests (test_smart_retries.py)."""
+    import importlib
+
+    from customers.actors import Actor
+    from dunning.models import DunningPolicy, PolicyStep
+    from dunning.services.policies import policy_publish
+
+    shipped = importlib.import_module("dunning.migrations.0012_default_policy_smart").SHIPPED
+    policy = DunningPolicy.objects.get(name="Default")
+    PolicyStep.objects.filter(policy=policy).delete()
+    for position, (day, hour, action, template, categories) in enumerate(shipped, start=1):
+        PolicyStep.objects.create(
+            policy=policy,
+            position=position,
+            day_offset=day,
+            local_hour=hour,
+            action=action,
+            template_key=template,
+            decline_categories=categories,
+        )
+    policy_publish(policy=policy, actor=Actor.system("tests"))

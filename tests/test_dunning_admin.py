@@ -361,6 +361,7 @@ def test_a_flagged_case_offers_mark_reviewed_and_clears_the_flag(admin_client) -
     assert "Mark reviewed" not in page.content.decode()
 
 
+@pytest.mark.usefixtures("fixed_default_policy")
 def test_the_case_page_and_the_case_report_count_retries_alike(admin_client) -> None:  # type: ignore[no-untyped-def]
     from dunning.services.tick import run_tick
 

@@ -19,7 +19,8 @@ from notifications.models import Banner, Notification, NotificationStatus, Staff
 from notifications.services import notifications_dispatch
 from tests.factories import TEST_ACTOR, ContactFactory, WebhookEndpointFactory, failed_invoice
 
-pytestmark = pytest.mark.django_db
+# The engine's mechanics on the fixed schedule the Default shipped with (see conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fixed_default_policy")]
 OPENED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)  # 14:00 in Paris: outside quiet hours
 
 

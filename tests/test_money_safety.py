@@ -37,7 +37,8 @@ from notifications.models import Notification, StaffTask
 from reporting.selectors.operations import operations_metrics
 from tests.factories import TEST_ACTOR, failed_invoice
 
-pytestmark = pytest.mark.django_db
+# The engine's mechanics on the fixed schedule the Default shipped with (see conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fixed_default_policy")]
 OPENED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)  # Monday 14:00 in Paris
 SUCCEEDS = "pm_sim_4242424242424242"
 DECLINES = "pm_sim_4000000000009995"

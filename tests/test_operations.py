@@ -24,7 +24,8 @@ from dunning.tasks import run_dunning_tick
 from reporting.models import OperationsFigure
 from tests.factories import failed_invoice
 
-pytestmark = pytest.mark.django_db
+# The engine's mechanics on the fixed schedule the Default shipped with (see conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fixed_default_policy")]
 TOKEN = "metrics-scraper-token-0123456789"
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 

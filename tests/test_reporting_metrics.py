@@ -16,7 +16,7 @@ from reporting import sql
 from reporting.selectors import ReportFilters, dashboard
 from reporting.selectors.filters import source, split_range
 from reporting.services import rollups_refresh
-from tests.factories.reporting import END, START, KnownData, build_known_data
+from tests.factories.reporting import END, START, KnownData, build_known_data, default_version
 
 pytestmark = pytest.mark.django_db
 
@@ -165,7 +165,7 @@ def test_policy_comparison_per_version(known: KnownData) -> None:
     ]
     assert rows == [
         # Cases 1, 4, 5, 6, 7, 11: recovered after 72, 192, 24 and 30 hours; 2 + 1 messages.
-        ("Default", 1, 6, 4, 66.7, 2.1, 3, 0.8),
+        ("Default", default_version().number, 6, 4, 66.7, 2.1, 3, 0.8),
         ("Gentle", 1, 2, 1, 50.0, 0.5, 0, 0.0),  # cases 2 and 8
         ("Gentle", 2, 2, 1, 50.0, 31.2, 3, 3.0),  # cases 3 and 12: a staff alert is no customer message
     ]

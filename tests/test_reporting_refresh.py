@@ -29,7 +29,8 @@ from tests.factories import (
 )
 from tests.factories.reporting import default_version, make_case
 
-pytestmark = pytest.mark.django_db
+# The engine's mechanics on the fixed schedule the Default shipped with (see conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fixed_default_policy")]
 OPENED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)
 SUCCEEDS = "pm_sim_4242424242424242"
 DECLINED = "pm_sim_4000000000009995"

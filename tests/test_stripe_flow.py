@@ -29,7 +29,8 @@ from dunning.services.tick import run_tick
 from tests.support import stripe_account as cards
 from tests.support.stripe_account import StripeAccount, deliver
 
-pytestmark = pytest.mark.django_db
+# The engine's mechanics on the fixed schedule the Default shipped with (see conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fixed_default_policy")]
 
 
 class Webhooks:

@@ -23,7 +23,8 @@ from tests.factories import TEST_ACTOR, CustomerFactory, InvoiceFactory, Payment
 from tests.support import stripe_account as cards
 from tests.support.stripe_account import StripeAccount
 
-pytestmark = pytest.mark.django_db
+# The engine's mechanics on the fixed schedule the Default shipped with (see conftest).
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fixed_default_policy")]
 PROJECT = Path(__file__).resolve().parent.parent
 IMPORT_STRIPE = re.compile(r"^\s*(import stripe\b|from stripe\b)", re.MULTILINE)
 

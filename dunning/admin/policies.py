@@ -130,8 +130,40 @@ def render_timeline(steps: list[dict[str, Any]], time_zone: str = "UTC") -> str:
     )
 
 
+# Smart-retry settings a form may leave out (an older page, a script): the model's defaults then apply.
+SMART_POLICY_DEFAULTS = {
+    "smart_min_success_percent": 2.0,
+    "retry_min_spacing_hours": 20,
+    "retry_budget": 0,
+    "retry_budget_days": 0,
+}
+
+
+class DunningPolicyForm(forms.ModelForm):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in SMART_POLICY_DEFAULTS:
+            if name in self.fields:
+                self.fields[name].required = False
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        for name, default in SMART_POLICY_DEFAULTS.items():
+            if name in self.fields and cleaned.get(name) is None:
+                cleaned[name] = default
+        if cleaned.get("retry_budget") and not cleaned.get("retry_budget_days"):
+            self.add_error("retry_budget_days", "A retry budget needs the number of days it covers.")
+        return cleaned
+
+    class Meta:
+        model = DunningPolicy
+        # The admin's fieldsets decide the fields shown; these are the ones this form looks after.
+        fields = list(SMART_POLICY_DEFAULTS)
+
+
 @admin.register(DunningPolicy)
 class DunningPolicyAdmin(admin.ModelAdmin):
+    form = DunningPolicyForm
     list_display = [
         "name",
         "is_active",

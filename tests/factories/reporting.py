@@ -51,7 +51,8 @@ class KnownData:
 
 
 def default_version() -> PolicyVersion:
-    return PolicyVersion.objects.get(policy__name="Default", number=1)
+    """The Default policy's newest version (the one a case opened today gets)."""
+    return PolicyVersion.objects.filter(policy__name="Default").order_by("-number").first()  # type: ignore[return-value]
 
 
 def gentle_versions() -> tuple[PolicyVersion, PolicyVersion]:
