@@ -21,7 +21,7 @@ from dunning.models import (
     RetryTiming,
 )
 from dunning.selectors import policy_timeline
-from dunning.services.planning import CaseSnapshot, VersionRules, plan_case, smart_window
+from dunning.services.planning import CaseSnapshot, VersionRules, plan_case, retry_blocker, smart_window
 from dunning.services.policies import budget_steps, policy_publish
 from dunning.services.smart_timing import decide_slot
 from dunning.services.tick import run_tick
@@ -293,3 +293,56 @@ def test_the_policy_timeline_shows_a_smart_window_and_its_likely_slot() -> None:
     [entry] = [e for day in days for e in day.entries if e.index == 1]
     assert entry.smart_note.startswith("smart, days 1–3: likely ")
     assert "%" in entry.smart_note
+
+
+@pytest.mark.django_db
+def test_time_travel_through_the_smart_default_keeps_windows_spacing_and_the_cap() -> None:
+    """The shipped Default (smart) on a card that always declines: every retry inside its window, at least
+    the policy's spacing apart, never more than the cap, each explained before it ran."""
+    case, _invoice, _method = failed_invoice(failed_at=OPENED, time_zone="America/New_York")
+    version = case.policy_version
+    assert version.policy.name == "Default" and any(s.get("timing") == "smart" for s in version.steps)
+    moment = OPENED
+    while moment <= OPENED + timedelta(days=30):
+        tick(moment)
+        moment += timedelta(hours=3)
+    attempts = retries_of(case)
+    assert 1 <= len(attempts) <= version.max_retries
+    windows = {
+        i: (s["day_offset"], s["day_offset"] + s["window_days"])
+        for i, s in enumerate(version.steps)
+        if s.get("timing") == "smart"
+    }
+    zone = ZoneInfo("America/New_York")
+    opened_day = OPENED.astimezone(zone).date()
+    for attempt in attempts:
+        first, last = windows[attempt.step_index]
+        day = (attempt.created_at.astimezone(zone).date() - opened_day).days
+        assert first <= day <= last, (attempt.step_index, day)
+        assert attempt.timing_mode == "smart"
+    gaps = [b.created_at - a.created_at for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert all(gap >= timedelta(hours=version.retry_min_spacing_hours) for gap in gaps)
+    scheduled = CaseEvent.objects.filter(case=case, kind=CaseEventKind.RETRY_SCHEDULED).count()
+    assert scheduled >= len(attempts)
+
+
+def test_property_a_chosen_slot_never_lifts_a_cap_or_a_block() -> None:
+    rng = random.Random(7)
+    rules = _rules(3, 20)
+    slot = datetime(2026, 5, 6, 9, tzinfo=UTC)
+    for _ in range(2000):
+        snapshot = CaseSnapshot(
+            opened_at=OPENED,
+            time_zone="UTC",
+            schedule_shift=timedelta(0),
+            next_step_index=1,
+            retry_count=rng.randrange(0, 6),
+            decline_category=rng.choice(["soft", "processing", "hard", "fraud", "authentication_required"]),
+            hard_declined_payment_method_id=rng.choice([None, 1, 2]),
+            default_payment_method_id=rng.choice([None, 1, 2]),
+            network_attempts_30d=rng.randrange(0, 20),
+            smart_slot=(1, slot, rng.choice(["", "", "below threshold"])),
+        )
+        plan = plan_case(rules, snapshot, slot + timedelta(minutes=rng.randrange(0, 600)))
+        blocked = retry_blocker(rules, snapshot) or snapshot.smart_slot[2]  # type: ignore[index]
+        assert (plan.retry_step is None) == bool(blocked), snapshot
