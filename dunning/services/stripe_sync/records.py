@@ -23,6 +23,7 @@ from dunning.gateways import PaymentMethodDetails
 from dunning.gateways.stripe import StripeGateway
 from dunning.gateways.stripe_amounts import from_stripe_amount
 from dunning.gateways.stripe_objects import (
+    country_code,
     customer_default_method_id,
     expandable_id,
     method_details,
@@ -78,6 +79,8 @@ def stripe_customer_upsert(*, data: Mapping[str, Any], actor: Actor, fallback_cu
                 currency=currency if is_currency(currency) else "USD",
                 locale=_locale(data),
                 gateway_customer_id=stripe_id,
+                # Smart retry timing reads paydays by country; Stripe knows the billing address's.
+                country=country_code((data.get("address") or {}).get("country")),
             )
     except (IntegrityError, ValidationError):
         # Created meanwhile by another event about the same customer; anything else is a real error.
