@@ -346,3 +346,16 @@ def test_property_a_chosen_slot_never_lifts_a_cap_or_a_block() -> None:
         plan = plan_case(rules, snapshot, slot + timedelta(minutes=rng.randrange(0, 600)))
         blocked = retry_blocker(rules, snapshot) or snapshot.smart_slot[2]  # type: ignore[index]
         assert (plan.retry_step is None) == bool(blocked), snapshot
+
+
+@pytest.mark.django_db
+def test_the_case_page_shows_why_the_smart_retry_happens_when_it_does(admin_client) -> None:  # type: ignore[no-untyped-def]
+    from django.urls import reverse
+
+    smart_policy()
+    case, _invoice, _method = failed_invoice(failed_at=OPENED, time_zone="Europe/Paris")
+    tick(datetime(2026, 5, 5, 0, 0, tzinfo=PARIS).astimezone(UTC))
+    case.refresh_from_db()
+    page = admin_client.get(reverse("admin:dunning_dunningcase_change", args=[case.pk])).content.decode()
+    assert case.retry_timing["explanation"].split(":")[0] in page
+    assert "runners-up:" in page and "Smart retry" in page
