@@ -28,7 +28,7 @@ from tests.factories import TEST_ACTOR, InvoiceFactory, failed_invoice
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("dunning_seeds"),
+    pytest.mark.usefixtures("dunning_seeds", "fixed_default_policy"),
 ]
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 OPENED = datetime(2026, 5, 4, 12, 0, tzinfo=UTC)

@@ -28,7 +28,7 @@ from tests.support.stripe_account import StripeAccount, deliver
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.usefixtures("dunning_seeds"),
+    pytest.mark.usefixtures("dunning_seeds", "fixed_default_policy"),
 ]
 
 
