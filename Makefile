@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ADDRESS ?= 127.0.0.1:8000
 
-.PHONY: install run test test-fast lint format bench chaos browser clean help
+.PHONY: install run test test-fast lint format bench chaos smart-sim browser clean help
 
 help:
 	@echo "make run    - set up (venv, migrate, demo data, admin login) and serve on http://$(ADDRESS)/admin/"
@@ -13,6 +13,7 @@ help:
 	@echo "make lint   - ruff check and format check"
 	@echo "make bench  - benchmarks against same-run baselines (needs PostgreSQL)"
 	@echo "make chaos  - the engine under gateway faults, parallel ticks and a kill, checked (PostgreSQL)"
+	@echo "make smart-sim - smart retry timing vs the fixed Default in a simulated world (PostgreSQL)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is required"'
@@ -58,6 +59,9 @@ bench: install
 
 chaos: install
 	$(BIN)/python -m bench chaos
+
+smart-sim: install
+	$(BIN)/python -m bench smart_sim
 
 clean:
 	rm -rf $(VENV) staticfiles .pytest_cache .ruff_cache

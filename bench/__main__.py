@@ -20,8 +20,8 @@ from bench.harness import BENCH_DATABASE, Result, ensure_postgres_database, prin
 RESULT_MARKER = "BENCH-RESULTS "
 
 
-# Run only when asked for by name (``make chaos``): a correctness run of several minutes, not a benchmark.
-ON_REQUEST = {"chaos"}
+# Run only when asked for by name (``make chaos``, ``make smart-sim``): runs of several minutes, not benchmarks.
+ON_REQUEST = {"chaos", "smart_sim"}
 
 
 def available() -> list[str]:
