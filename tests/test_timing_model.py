@@ -463,3 +463,35 @@ def test_an_unknown_time_zone_falls_back_to_utc() -> None:
         TimingModel.empty(), ctx, window_start=local(2026, 1, 14, 0), window_end=local(2026, 1, 16, 0)
     )
     assert choice.at.hour in (7, 9, 11, 13, 15, 17, 19)
+
+
+def test_without_evidence_between_hours_a_slot_keeps_the_fixed_slots_hour() -> None:
+    """Insufficient funds has no hour prior: all hours of a day tie, and the tie goes to the policy's hour
+    (09:00), not the earliest candidate (07:00)."""
+    from datetime import UTC, datetime
+
+    from dunning.timing.features import RetryContext
+    from dunning.timing.model import TimingModel, choose_slot
+
+    context = RetryContext(
+        decline_code="insufficient_funds",
+        decline_category="soft",
+        retry_number=1,
+        funding="debit",
+        brand="visa",
+        amount_minor=4900,
+        exponent=2,
+        segment="",
+        country="",
+        time_zone="UTC",
+        last_failure_at=datetime(2026, 3, 1, 12, tzinfo=UTC),  # every candidate is 1-3 days after it
+        payday=None,
+    )
+    start = datetime(2026, 3, 3, 0, tzinfo=UTC)
+    fixed = datetime(2026, 3, 3, 9, tzinfo=UTC)
+    choice = choose_slot(
+        TimingModel.empty(), context, window_start=start, window_end=start.replace(hour=23), fixed_at=fixed
+    )
+    assert choice.at == fixed
+    earliest = choose_slot(TimingModel.empty(), context, window_start=start, window_end=start.replace(hour=23))
+    assert earliest.at.hour == 7

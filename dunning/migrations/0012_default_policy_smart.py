@@ -25,18 +25,18 @@ SHIPPED = [
     (28, 9, "email", "suspended", []),
     (28, 10, "escalate", "", []),
 ]
-# day, local hour (the window opens then), action, template, categories, smart window in days (None: fixed)
+# day, local hour (the window opens then, and the hour kept when the model has no reason to move), action, template, categories, smart window in days (None: fixed)
 SMART = [
     (0, None, "email", "failure_1", [], None),
     (0, None, "banner", "banner_payment_failed", [], None),
-    (1, 6, "retry", "", RETRYABLE, 2),  # days 1-2
+    (1, 9, "retry", "", RETRYABLE, 2),  # days 1-2
     (3, 10, "email", "failure_2", [], None),
-    (4, 6, "retry", "", RETRYABLE, 3),  # days 4-6
+    (4, 9, "retry", "", RETRYABLE, 3),  # days 4-6
     (7, 10, "email", "failure_3", [], None),
-    (10, 6, "retry", "", RETRYABLE, 4),  # days 10-13
+    (10, 9, "retry", "", RETRYABLE, 4),  # days 10-13
     (14, 10, "email", "final_notice", [], None),
     (14, 10, "banner", "banner_final_notice", [], None),
-    (16, 6, "retry", "", RETRYABLE, 5),  # days 16-20, after the final notice
+    (16, 9, "retry", "", RETRYABLE, 5),  # days 16-20, after the final notice
     (21, 9, "degrade", "", [], None),
     (21, 9, "webhook", "grace_period_ended", [], None),
     (28, 9, "suspend", "", [], None),

@@ -55,7 +55,7 @@ def _time_reason(estimate: Estimate) -> str:
         default=None,
     )
     if strongest is None or strongest.contribution <= 0:
-        return "no time stands out; earliest of the best"
+        return "no time stands out; the policy's hour kept"
     feature, level_name = strongest.feature, strongest.level
     if feature == "hour":
         return f"{level_name} h is the best hour block"

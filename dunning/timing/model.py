@@ -59,6 +59,7 @@ CODE_MIN_ATTEMPTS = 200
 P_MIN, P_MAX = 0.001, 0.999
 DEFAULT_LOCAL_HOURS: tuple[int, ...] = (7, 9, 11, 13, 15, 17, 19)
 RUNNER_UPS = 3
+HOUR_TIE_BREAK = 0.001
 # The order terms are added in, the same in ``estimate_levels`` and in ``choose_slot``'s loop (case features, day
 # features, then hour and time since failure), so a slot's probability is bit-for-bit the same on both paths.
 SUM_ORDER: tuple[str, ...] = (
@@ -377,9 +378,14 @@ def choose_slot(
     # Per-call tables: each hour's level and term, and each hours-since-failure level's term, computed once.
     # Inside the loop instants are POSIX seconds (floats): cheaper than aware datetimes, exact for whole seconds.
     hour_table = []
+    # Ties (no evidence, no prior between two hours) go to the hour nearest the fixed slot's, not the
+    # earliest: without evidence a smart step keeps the hour its policy chose. The nudge (a thousandth of
+    # a log-odds unit per hour) never outweighs a real difference.
+    preferred = fixed_at.astimezone(tz).hour if fixed_at is not None else None
     for hour in sorted({hour for hour in local_hours if 0 <= hour < 24}):
         block = hour_level(hour)
-        hour_table.append((hour, block, term(code, category, "hour", block)[0], hour * 3600))
+        nudge = -HOUR_TIE_BREAK * abs(hour - preferred) if preferred is not None else 0.0
+        hour_table.append((hour, block, term(code, category, "hour", block)[0] + nudge, hour * 3600))
     since_terms: dict[str, float] = {}
     earliest_ts, latest_ts, failure_ts = (
         earliest.timestamp(),
