@@ -493,5 +493,7 @@ def test_without_evidence_between_hours_a_slot_keeps_the_fixed_slots_hour() -> N
         TimingModel.empty(), context, window_start=start, window_end=start.replace(hour=23), fixed_at=fixed
     )
     assert choice.at == fixed
-    earliest = choose_slot(TimingModel.empty(), context, window_start=start, window_end=start.replace(hour=23))
+    earliest = choose_slot(
+        TimingModel.empty(), context, window_start=start, window_end=start.replace(hour=23)
+    )
     assert earliest.at.hour == 7
