@@ -359,3 +359,28 @@ def test_the_case_page_shows_why_the_smart_retry_happens_when_it_does(admin_clie
     page = admin_client.get(reverse("admin:dunning_dunningcase_change", args=[case.pk])).content.decode()
     assert case.retry_timing["explanation"].split(":")[0] in page
     assert "runners-up:" in page and "Smart retry" in page
+
+
+@pytest.mark.django_db
+def test_a_pause_drops_the_chosen_slot_and_the_tick_picks_again_in_the_shifted_window() -> None:
+    from django.utils import timezone
+
+    from dunning.services.staff import case_pause, case_resume
+
+    smart_policy()
+    now = timezone.now()
+    case, _invoice, _method = failed_invoice(failed_at=now - timedelta(hours=30), time_zone="UTC")
+    tick(now)
+    case.refresh_from_db()
+    first_slot = datetime.fromisoformat(case.retry_timing["at"])
+    case_pause(case=case, actor=TEST_ACTOR, reason="customer called")
+    DunningCase.objects.filter(pk=case.pk).update(paused_at=now - timedelta(days=3))  # paused three days ago
+    case.refresh_from_db()
+    case_resume(case=case, actor=TEST_ACTOR)
+    case.refresh_from_db()
+    assert case.retry_timing == {}
+    assert case.next_action_at >= first_slot + timedelta(days=3) - timedelta(minutes=1)
+    tick(case.next_action_at)
+    case.refresh_from_db()
+    second_slot = datetime.fromisoformat(case.retry_timing["at"])
+    assert second_slot >= first_slot + timedelta(days=3) - timedelta(minutes=1)

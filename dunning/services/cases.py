@@ -85,6 +85,8 @@ def _apply_transition(case: DunningCase, to_state: str, now: datetime) -> None:
         case.schedule_shift_seconds += int(paused_for.total_seconds())
         if case.next_action_at is not None:
             case.next_action_at += paused_for
+        # A smart slot chosen before the pause is stale: the tick picks again in the shifted window.
+        case.retry_timing = {}
         case.paused_at = None
     if to_state not in (CaseState.OPEN, CaseState.PAUSED):
         case.closed_at = now
