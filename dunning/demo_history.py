@@ -125,7 +125,7 @@ def _pick(rng: random.Random, options: list[tuple]) -> tuple:  # type: ignore[ty
 
 
 def _fill_countries_and_funding(customers: list[Customer], summary: DemoHistorySummary) -> None:
-    """Blank countries from the time zone; blank card funding from a per-card draw (stable by id)."""
+    """Blank countries from the time zone; unknown card funding from a per-card draw (stable by id)."""
     for customer in customers:
         if not customer.country and customer.time_zone in COUNTRY_BY_ZONE:
             customer.country = COUNTRY_BY_ZONE[customer.time_zone]
@@ -133,7 +133,7 @@ def _fill_countries_and_funding(customers: list[Customer], summary: DemoHistoryS
     Customer.objects.bulk_update([c for c in customers if c.country], ["country"])
     methods = list(
         PaymentMethod.objects.filter(
-            customer__in=customers, type=PaymentMethodType.CARD, funding=""
+            customer__in=customers, type=PaymentMethodType.CARD, funding__in=["", "unknown"]
         ).select_related("customer")
     )
     for method in methods:
