@@ -122,7 +122,11 @@ def _add_new_cards(rng: random.Random, now: datetime) -> int:
 
 def seed_demo_dunning(*, seed: int = 20261121, now: datetime | None = None) -> DemoDunningSummary:
     summary = DemoDunningSummary()
-    if DunningCase.objects.filter(customer__external_id__startswith=DEMO_PREFIX).exists():
+    # The replay's own cases (the demo invoices are numbered DEMO-…); the closed cases of the smart-retry
+    # history (``dunning.demo_history``, numbered DEMOH-…) are created before the replay, on purpose.
+    if DunningCase.objects.filter(
+        customer__external_id__startswith=DEMO_PREFIX, invoice__number__startswith="DEMO-"
+    ).exists():
         summary.skipped = True
         return summary
     now = now or timezone.now()

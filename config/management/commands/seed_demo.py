@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.core.management.base import BaseCommand
 
 from customers.demo import DEMO_CUSTOMER_COUNT, seed_demo_customers
 from dunning.demo import seed_demo_dunning
+from dunning.demo_history import seed_demo_history
 
 
 class Command(BaseCommand):
@@ -29,6 +31,18 @@ class Command(BaseCommand):
         if summary.skipped_existing:
             self.stdout.write(
                 f"{summary.skipped_existing} demo accounts already existed and were left alone."
+            )
+        # Before the replay: its open cases then get smart slots (and explanations) from a learnt model.
+        started = time.perf_counter()
+        history = seed_demo_history()
+        if not history.skipped:
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Smart-retry history: {history.cases} past cases with {history.attempts} attempts, "
+                    f"{history.topups} top-ups paid on paydays; the model learnt from "
+                    f"{history.attempts_counted} retries, {history.customers_with_payday} customers have a "
+                    f"payday ({time.perf_counter() - started:.1f} s)."
+                )
             )
         dunning = seed_demo_dunning()
         if dunning.cases:
