@@ -321,6 +321,8 @@ DUNNING_BATCH_SIZE: int = env.int("DUNNING_BATCH_SIZE", default=2000)
 DUNNING_CLAIM_LEASE_SECONDS: int = env.int("DUNNING_CLAIM_LEASE_SECONDS", default=600)
 # Batches one tick process works on at once, each on its own connection (PostgreSQL; always 1 on SQLite).
 DUNNING_TICK_WORKERS: int = env.int("DUNNING_TICK_WORKERS", default=2)
+# learn_retry_timing: connections counting parts of the attempts table at once (PostgreSQL).
+DUNNING_LEARN_WORKERS: int = env.int("DUNNING_LEARN_WORKERS", default=2)
 # A "processing" decline (the processor's own error) is retried this soon, within the retry cap.
 DUNNING_PROCESSING_RETRY_MINUTES: int = env.int("DUNNING_PROCESSING_RETRY_MINUTES", default=60)
 # How often the scheduled tick runs (sync_schedules installs it).

@@ -132,3 +132,39 @@ def test_only_the_newest_models_are_kept_and_the_rebuild_is_scheduled_nightly() 
     assert RetryTimingModel.objects.latest().built_at == NOW + timedelta(days=32)
     [schedule] = [s for s in schedules() if s["func"] == "dunning.tasks.learn_retry_timing"]
     assert schedule["schedule_type"] == "D"
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("dunning_seeds")
+def test_counting_in_parallel_id_ranges_gives_the_same_counts_as_one_scan() -> None:
+    from collections import Counter
+
+    from dunning.services.timing_learn import _count_rows
+
+    rng = random.Random(3)
+    _attempts(
+        [
+            {
+                "status": rng.choice([AttemptStatus.SUCCEEDED, AttemptStatus.FAILED, AttemptStatus.FAILED]),
+                "local_weekday": rng.randrange(7),
+                "local_hour": rng.randrange(24),
+                "local_day": rng.randrange(1, 29),
+                "payday_days": rng.choice([None, 0, 1, 5, 20]),
+                "hours_since_failure": rng.choice([None, 2, 30, 200]),
+                "card_funding": rng.choice(["debit", "credit"]),
+            }
+            for _ in range(40)
+        ]
+    )
+
+    def totals(workers: int) -> Counter[tuple[str, str, str, object]]:
+        counts: Counter[tuple[str, str, str, object]] = Counter()
+        for code, _category, feature, raw, attempts, successes in _count_rows(workers=workers):
+            counts[(code, feature, str(raw), "n")] += attempts
+            counts[(code, feature, str(raw), "s")] += successes
+        return counts
+
+    single, parallel = totals(1), totals(3)
+    assert parallel == single
+    assert single[("insufficient_funds", "", "None", "n")] == 40
