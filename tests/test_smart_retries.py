@@ -384,3 +384,60 @@ def test_a_pause_drops_the_chosen_slot_and_the_tick_picks_again_in_the_shifted_w
     case.refresh_from_db()
     second_slot = datetime.fromisoformat(case.retry_timing["at"])
     assert second_slot >= first_slot + timedelta(days=3) - timedelta(minutes=1)
+
+
+def _context(last_failure: datetime) -> RetryContext:
+    return RetryContext(
+        decline_code="insufficient_funds",
+        decline_category="soft",
+        retry_number=1,
+        funding="debit",
+        brand="visa",
+        amount_minor=4900,
+        exponent=2,
+        segment="",
+        country="",
+        time_zone="UTC",
+        last_failure_at=last_failure,
+        payday=None,
+    )
+
+
+def _monday_window_rules() -> tuple[VersionRules, CaseSnapshot]:
+    rules = _rules(4, 0)
+    snapshot = CaseSnapshot(
+        opened_at=datetime(2026, 3, 1, 12, tzinfo=UTC),  # a Sunday: the window is Mon 09:00 .. Fri 09:00
+        time_zone="UTC",
+        schedule_shift=timedelta(0),
+        next_step_index=1,
+        retry_count=0,
+        decline_category="soft",
+        hard_declined_payment_method_id=None,
+        default_payment_method_id=1,
+        network_attempts_30d=0,
+    )
+    return rules, snapshot
+
+
+def test_without_a_real_expected_gain_the_policys_own_slot_is_kept() -> None:
+    """Mon 09:00 to Wed 09:00, three days after the failure: the priors see no day or hour worth moving
+    for (Friday's edge is outside), so the retry stays at the policy's Monday 09:00."""
+    _rules_4, snapshot = _monday_window_rules()
+    rules = _rules(2, 0)
+    start, _end = smart_window(rules, snapshot, 1)
+    friday_before = datetime(2026, 2, 27, 9, tzinfo=UTC)
+    decision = decide_slot(TimingModel.empty(), rules, snapshot, 1, _context(friday_before), now=start)
+    assert decision.at == start and not decision.skipped
+    assert decision.retry_timing["explanation"].startswith("the policy's slot kept: ")
+
+
+def test_strong_evidence_moves_the_retry_to_the_better_day() -> None:
+    rules, snapshot = _monday_window_rules()
+    start, end = smart_window(rules, snapshot, 1)
+    rows = [("insufficient_funds", "soft", "", None, 14_000, 2_000)]
+    for weekday in range(7):
+        rows.append(("insufficient_funds", "soft", "weekday", weekday, 2_000, 800 if weekday == 3 else 200))
+    model = TimingModel.from_raw_counts(rows)
+    decision = decide_slot(model, rules, snapshot, 1, _context(snapshot.opened_at), now=start)
+    assert decision.at.weekday() == 3 and start < decision.at <= end  # Thursday
+    assert "n=14,000" in decision.retry_timing["explanation"]

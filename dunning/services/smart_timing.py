@@ -7,7 +7,7 @@ The maths is in :mod:`dunning.timing` (pure); this module joins it to cases, inv
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from dunning.services.batch_load import PlannedCase
 
 _cache_lock = threading.Lock()
+# A smart slot replaces the policy's own only when its estimate is this much better (relative).
+MIN_GAIN = 0.10
 _cached: tuple[int | None, TimingModel] | None = None
 
 
@@ -118,6 +120,21 @@ def decide_slot(
         fixed_at=fixed_at,
     )
     explanation = choice.explain(ctx)
+    # Move away from the policy's own slot only for a real expected gain: the best of many noisy estimates
+    # is biased upward, and without this a thin model moved retries for nothing (the simulation).
+    policy_slot = max(fixed_at, now)
+    if (
+        choice.fixed_estimate is not None
+        and start <= policy_slot <= end
+        and policy_slot >= not_before
+        and choice.estimate.p < choice.fixed_estimate.p * (1 + MIN_GAIN)
+    ):
+        explanation = (
+            f"the policy's slot kept: the best other slot is estimated at {choice.estimate.p:.0%} against "
+            f"{choice.fixed_estimate.p:.0%} here (n={choice.fixed_estimate.attempts:,}), under the "
+            f"{MIN_GAIN:.0%} gain that moving needs"
+        )
+        choice = replace(choice, at=policy_slot, estimate=choice.fixed_estimate, explanation=explanation)
     record.update(
         at=choice.at.isoformat(),
         p=round(choice.estimate.p, 4),

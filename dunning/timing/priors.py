@@ -35,8 +35,11 @@ from __future__ import annotations
 
 # Pseudo-attempts behind the base rate of a code or category (judgement: about two weeks of a small shop).
 BASE_PRIOR_STRENGTH = 50.0
-# Pseudo-attempts behind each level's prior (judgement: small, so 100 real attempts clearly dominate).
-LEVEL_PRIOR_STRENGTH = 30.0
+# Pseudo-attempts behind each level's prior. Judgement, revised after the simulation (bench/smart_sim.py):
+# at 30, a hundred attempts per weekday were enough for noise to pick the slot (the choice takes the best
+# of many candidates, so it chases noise: the winner's curse); at 100, a level needs a few hundred
+# attempts to move far from its prior.
+LEVEL_PRIOR_STRENGTH = 100.0
 
 FUNDS = "funds"
 TEMPORARY = "temporary"
