@@ -140,8 +140,26 @@ def test_only_the_newest_models_are_kept_and_the_rebuild_is_scheduled_nightly() 
 def test_counting_in_parallel_id_ranges_gives_the_same_counts_as_one_scan() -> None:
     from collections import Counter
 
-    from dunning.services.timing_learn import _count_rows
+    from django.db import connection
 
+    from dunning.services.timing_learn import _count_rows, _id_ranges
+
+    # Filler rows first (not learnt from: staff retries), so the table has pages enough to split in three.
+    case, invoice, _method = failed_invoice(failed_at=NOW - timedelta(days=5))
+    PaymentAttempt.objects.bulk_create(
+        PaymentAttempt(
+            invoice=invoice,
+            case=case,
+            number=10 + i,
+            amount_minor=4900,
+            currency="EUR",
+            gateway="simulated",
+            source=AttemptSource.STAFF,
+            status=AttemptStatus.FAILED,
+            message="x" * 400,
+        )
+        for i in range(1500)
+    )
     rng = random.Random(3)
     _attempts(
         [
@@ -165,6 +183,9 @@ def test_counting_in_parallel_id_ranges_gives_the_same_counts_as_one_scan() -> N
             counts[(code, feature, str(raw), "s")] += successes
         return counts
 
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE dunning_paymentattempt")
+    assert len(_id_ranges(3)) == 3
     single, parallel = totals(1), totals(3)
     assert parallel == single
     assert single[("insufficient_funds", "", "None", "n")] == 40
