@@ -200,7 +200,8 @@ def test_the_admin_pages_work_under_the_csp(watched, live_server, dunning_seeds)
     visit(reverse("admin:dunning_dunningcase_portal_link", args=[case.pk]))
     page.get_by_role("button", name="Make a link to copy").click()
     page.get_by_role("button", name="Copy").click()
-    assert page.get_by_role("button", name="Copied").is_visible()
+    # The label changes when the clipboard's promise settles: wait for it rather than race it.
+    page.get_by_role("button", name="Copied").wait_for(state="visible", timeout=5000)
 
     # The reports: Chart.js draws every chart.
     visit(reverse("reporting:dashboard"))
