@@ -120,6 +120,7 @@ def decide_slot(
         fixed_at=fixed_at,
     )
     explanation = choice.explain(ctx)
+    best_p = choice.estimate.p  # the threshold judges the best the window offers
     # Move away from the policy's own slot only for a real expected gain: the best of many noisy estimates
     # is biased upward, and without this a thin model moved retries for nothing (the simulation).
     policy_slot = max(fixed_at, now)
@@ -143,9 +144,9 @@ def decide_slot(
         choice=choice.to_json(),
         skip="",
     )
-    if choice.estimate.p < rules.smart_min_success:
+    if best_p < rules.smart_min_success:
         reason = (
-            f"smart retry skipped: best estimated success {choice.estimate.p:.1%} is below the policy's "
+            f"smart retry skipped: best estimated success {best_p:.1%} is below the policy's "
             f"{rules.smart_min_success:.1%} threshold ({explanation})"
         )
         record.update(at=now.isoformat(), skip=reason)
