@@ -6,25 +6,13 @@ banners and access steps keep their days. Only a Default nobody edited is change
 replaced and published as the next version (cases already open keep the version they started with).
 """
 
+import importlib
+
 from django.db import migrations
 
 RETRYABLE = ["soft", "processing"]
-SHIPPED = [
-    (0, None, "email", "failure_1", []),
-    (0, None, "banner", "banner_payment_failed", []),
-    (1, 9, "retry", "", RETRYABLE),
-    (3, 10, "email", "failure_2", []),
-    (4, 9, "retry", "", RETRYABLE),
-    (7, 10, "email", "failure_3", []),
-    (8, 9, "retry", "", RETRYABLE),
-    (14, 10, "email", "final_notice", []),
-    (14, 10, "banner", "banner_final_notice", []),
-    (21, 9, "degrade", "", []),
-    (21, 9, "webhook", "grace_period_ended", []),
-    (28, 9, "suspend", "", []),
-    (28, 9, "email", "suspended", []),
-    (28, 10, "escalate", "", []),
-]
+# What 0003 shipped: a Default still exactly like it was never edited.
+SHIPPED = importlib.import_module("dunning.migrations.0003_default_policy").STEPS
 # day, local hour (the window opens then, and the hour kept when the model has no reason to move), action, template, categories, smart window in days (None: fixed)
 SMART = [
     (0, None, "email", "failure_1", [], None),
